@@ -1,0 +1,52 @@
+# codex-lb: `make run` serves, `make test` runs every test. Each sets up what it
+# needs: a virtual environment in .venv, the Codex CLI from npm in .tools, and
+# (for the Prometheus tests) Debian's prometheus package when run as root.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CODEX := .tools/codex/node_modules/.bin/codex
+
+.PHONY: run test lint format typecheck codex prometheus sim bench demo soak clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m codex_lb serve
+
+sim: $(STAMP)
+	$(BIN)/python -m codex_lb.sim
+
+$(CODEX):
+	mkdir -p .tools/codex
+	cd .tools/codex && npm install --silent --no-audit --no-fund @openai/codex
+	@test -x $(CODEX)
+
+codex: $(CODEX)
+
+prometheus:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+	      prometheus >/dev/null); \
+	  else echo "install Debian's prometheus package to run the Prometheus tests"; fi; }
+
+test: $(STAMP) codex prometheus
+	CODEX_LB_TEST_CODEX=$(abspath $(CODEX)) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy codex_lb collectors
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,103 @@
+"""Reading who an account is from its tokens and from Codex ``auth.json`` files."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jwt.utils import base64url_decode
+
+from codex_lb.constants import AUTH_CLAIM, PROFILE_CLAIM
+from codex_lb.store.models import NewAccount, TokenSet
+
+
+class AuthFileError(ValueError):
+    """An ``auth.json`` that codex-lb cannot take; the message says why."""
+
+
+def token_claims(token: str | None) -> dict[str, Any]:
+    """The claims of a JWT, unverified; {} for an opaque or malformed token.
+
+    Access tokens may be opaque strings: then nothing is known of them.
+    """
+    if not token or token.count(".") != 2:
+        return {}
+    # Only the payload is read: the signature is not ours to check (and some
+    # issuers, the emulator among them, sign with nothing decodable).
+    try:
+        claims = json.loads(base64url_decode(token.split(".")[1]))
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def token_expiry(token: str | None) -> float | None:
+    exp = token_claims(token).get("exp")
+    return float(exp) if isinstance(exp, (int, float)) else None
+
+
+def identity_from_tokens(
+    id_token: str | None, access_token: str | None = None
+) -> tuple[str | None, str | None, str | None]:
+    """(email, ChatGPT account id, plan) from the id token, else the access token."""
+    email = account = plan = None
+    for claims in (token_claims(id_token), token_claims(access_token)):
+        auth = claims.get(AUTH_CLAIM) or {}
+        profile = claims.get(PROFILE_CLAIM) or {}
+        email = email or claims.get("email") or profile.get("email")
+        account = account or auth.get("chatgpt_account_id")
+        plan = plan or auth.get("chatgpt_plan_type")
+    return email, account, plan
+
+
+def account_from_auth_file(path: Path, now: float | None = None) -> NewAccount:
+    """Read one Codex ``auth.json`` into an account ready to store."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AuthFileError(f"{path}: cannot read: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise AuthFileError(
+            f"{path}: not JSON: {exc.msg} at line {exc.lineno}"
+        ) from exc
+
+    tokens = document.get("tokens") if isinstance(document, dict) else None
+    if not isinstance(tokens, dict):
+        raise AuthFileError(
+            f"{path}: no 'tokens' object: is this a ChatGPT login of the Codex CLI?"
+        )
+    access, refresh = tokens.get("access_token"), tokens.get("refresh_token")
+    id_token = tokens.get("id_token")
+    if not isinstance(access, str) or not isinstance(refresh, str):
+        raise AuthFileError(f"{path}: 'tokens' lacks access_token or refresh_token")
+
+    email, account_id, plan = identity_from_tokens(id_token, access)
+    account_id = tokens.get("account_id") or account_id
+    if not account_id:
+        raise AuthFileError(f"{path}: no ChatGPT account id in tokens or id token")
+
+    refreshed_at = now if now is not None else time.time()
+    last_refresh = document.get("last_refresh")
+    if isinstance(last_refresh, str):
+        try:
+            refreshed_at = datetime.fromisoformat(
+                last_refresh.replace("Z", "+00:00")
+            ).timestamp()
+        except ValueError:
+            pass
+
+    return NewAccount(
+        email=email or account_id,
+        chatgpt_account_id=account_id,
+        plan=(plan or "unknown").lower(),
+        tokens=TokenSet(
+            access_token=access,
+            refresh_token=refresh,
+            id_token=id_token if isinstance(id_token, str) else None,
+            refreshed_at=refreshed_at,
+            access_expires_at=token_expiry(access),
+        ),
+    )

@@ -1,0 +1,182 @@
+"""Wiring: builds the aiohttp application and the lifetimes of its parts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from codex_lb.accounts import AccountPool, TokenRefresher
+from codex_lb.config import Settings
+from codex_lb.events import EventBus
+from codex_lb.proxy.pricing import PriceTable
+from codex_lb.proxy.relay import Relay
+from codex_lb.proxy.request_log import RequestLogBuffer
+from codex_lb.proxy.routes import MAX_REQUEST_BYTES_KEY, RELAY_KEY, add_proxy_routes
+from codex_lb.store import Store, open_store
+from codex_lb.web.access import access_middleware
+from codex_lb.web.api import POOL_KEY, add_api_routes
+
+log = structlog.get_logger("codex_lb.app")
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+BUS_KEY = web.AppKey("bus", EventBus)
+STORE_KEY = web.AppKey("store", Store)
+REQUEST_LOG_KEY = web.AppKey("request_log", RequestLogBuffer)
+SESSION_KEY = web.AppKey("upstream_session", aiohttp.ClientSession)
+
+# Request bodies are decompressed by codex-lb itself (zstd included, with a
+# size limit while inflating) and forwarded as the client sent them, so
+# aiohttp must leave them alone.
+SERVER_OPTIONS = {"auto_decompress": False}
+
+
+async def create_app(
+    settings: Settings,
+    bus: EventBus | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """The application with its store open and its parts built.
+
+    Background tasks start, and everything closes in reverse order, through
+    the application's cleanup context.
+    """
+    bus = bus or EventBus()
+    prices = PriceTable.load(settings.pricing_file)
+    store = await open_store(settings.data_path)
+    try:
+        pool = AccountPool(
+            store,
+            bus,
+            clock=clock,
+            prefer_earliest_reset=settings.prefer_earliest_reset,
+        )
+        await pool.load()
+    except BaseException:
+        await store.close()
+        raise
+
+    # One session (and so one connection pool and SSL context) for all calls.
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60),
+        auto_decompress=True,
+        trust_env=False,
+    )
+    refresher = TokenRefresher(
+        pool, session, settings.auth_base_url, settings.token_refresh_age_seconds
+    )
+    request_log = RequestLogBuffer(
+        store, settings.request_log_buffer_size, settings.request_log_flush_seconds
+    )
+    relay = Relay(
+        pool=pool,
+        refresher=refresher,
+        session=session,
+        prices=prices,
+        request_log=request_log,
+        bus=bus,
+        upstream_base_url=settings.upstream_base_url,
+        max_attempts=settings.max_attempts,
+        idle_timeout=settings.stream_idle_timeout_seconds,
+        connect_timeout=settings.connect_timeout_seconds,
+        clock=clock,
+    )
+
+    async def no_key(_token: str) -> str | None:
+        # Client keys arrive with the keys commands; until then none is valid.
+        return None
+
+    app = web.Application(
+        middlewares=[
+            access_middleware(
+                settings.admin_token,
+                settings.metrics_token,
+                settings.trusted_proxies,
+                keys_exist=lambda: False,
+                check_key=no_key,
+            )
+        ],
+        client_max_size=settings.max_request_bytes,
+    )
+    app[SETTINGS_KEY] = settings
+    app[BUS_KEY] = bus
+    app[STORE_KEY] = store
+    app[POOL_KEY] = pool
+    app[RELAY_KEY] = relay
+    app[REQUEST_LOG_KEY] = request_log
+    app[SESSION_KEY] = session
+    app[MAX_REQUEST_BYTES_KEY] = settings.max_request_bytes
+    add_proxy_routes(app)
+    add_api_routes(app)
+
+    # --- collectors and /metrics (owned by the metrics work) ---
+    # --- end collectors ---
+
+    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        tasks = [
+            asyncio.create_task(request_log.run(), name="request-log-flush"),
+            asyncio.create_task(pool.watch(), name="account-sync"),
+        ]
+        log.info(
+            "codex_lb_started",
+            accounts=len(pool.accounts),
+            upstream=settings.upstream_base_url,
+        )
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await relay.close()
+            await bus.drain()
+            try:
+                await request_log.flush()
+            except Exception as exc:
+                log.error(
+                    "request_log_lost_at_shutdown",
+                    rows=request_log.size,
+                    error=str(exc),
+                )
+            await session.close()
+            await store.close()
+            log.info("codex_lb_stopped")
+
+    app.cleanup_ctx.append(lifetime)
+    return app
+
+
+def run(settings: Settings) -> None:
+    """Serve until SIGINT or SIGTERM; streams in flight get a grace period."""
+
+    async def make() -> web.Application:
+        return await create_app(settings)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        web.run_app(
+            make(),
+            host=settings.host,
+            port=settings.port,
+            shutdown_timeout=settings.shutdown_grace_seconds,
+            access_log=None,
+            handler_args=SERVER_OPTIONS,
+            print=_print_banner(settings),
+        )
+
+
+def _print_banner(settings: Settings) -> Callable[[Any], None]:
+    def banner(_message: Any) -> None:
+        log.info(
+            "listening",
+            url=f"http://{settings.host}:{settings.port}",
+            codex_base_url=f"http://{settings.host}:{settings.port}/backend-api/codex",
+            data_dir=str(settings.data_path),
+        )
+
+    return banner

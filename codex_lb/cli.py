@@ -1,0 +1,194 @@
+"""The ``codex-lb`` commands: serve, and manage accounts.
+
+Account commands write to the store directly; a running server picks the
+change up within two seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from codex_lb import __version__
+from codex_lb.accounts.identity import AuthFileError, account_from_auth_file
+from codex_lb.config import Settings, SettingsError, load_settings
+from codex_lb.logs import configure_logging
+from codex_lb.store import AccountRow, AccountState, Store, open_store
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codex-lb",
+        description="One local endpoint in front of a pool of ChatGPT (Codex) "
+        "accounts. Settings come from CODEX_LB_* environment variables.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    commands.add_parser("serve", help="serve the proxy (the default command)")
+
+    accounts = commands.add_parser("accounts", help="manage pooled accounts")
+    actions = accounts.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = actions.add_parser("import", help="add accounts from Codex auth.json files")
+    add.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    listing = actions.add_parser("list", help="show accounts and their quota")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    for name, text in (
+        ("pause", "take an account out of routing"),
+        ("resume", "put a paused account back into routing"),
+        ("remove", "delete an account and its tokens"),
+        ("pin", "route to this account (and other pinned ones) first"),
+        ("unpin", "stop preferring this account"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("account", metavar="ID", help="account id or email")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"codex-lb: bad setting: {problem}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+
+    if args.command in (None, "serve"):
+        from codex_lb.app import run
+
+        run(settings)
+        return 0
+    if args.command == "accounts":
+        return asyncio.run(_accounts(settings, args))
+    return 2
+
+
+async def _accounts(settings: Settings, args: argparse.Namespace) -> int:
+    store = await open_store(settings.data_path)
+    try:
+        if args.action == "import":
+            return await _import(store, args.files)
+        rows = await store.list_accounts()
+        if args.action == "list":
+            _print_accounts(rows, args.json)
+            return 0
+
+        matches = [r for r in rows if args.account in (r.id, r.email)]
+        if len(matches) != 1:
+            what = "no account" if not matches else "several accounts"
+            print(
+                f"codex-lb: {what} with id or email {args.account!r}", file=sys.stderr
+            )
+            return 1
+        row = matches[0]
+        if args.action == "pause":
+            await store.set_account_state(
+                row.id, AccountState("paused", "paused by operator")
+            )
+        elif args.action == "resume":
+            await store.set_account_state(row.id, AccountState("active"))
+        elif args.action == "remove":
+            await store.remove_account(row.id)
+        elif args.action in ("pin", "unpin"):
+            await store.set_pinned(row.id, args.action == "pin")
+        print(f"{args.action}: {row.id} ({row.email})")
+        return 0
+    finally:
+        await store.close()
+
+
+async def _import(store: Store, files: list[Path]) -> int:
+    failed = 0
+    for path in files:
+        try:
+            new = account_from_auth_file(path)
+        except AuthFileError as exc:
+            print(f"codex-lb: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        account_id = await store.add_account(new)
+        print(f"imported {account_id} ({new.email}, {new.plan}) from {path}")
+    return 1 if failed else 0
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
+def _print_accounts(rows: list[AccountRow], as_json: bool) -> None:
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": r.id,
+                        "email": r.email,
+                        "plan": r.plan,
+                        "status": r.status,
+                        "status_reason": r.status_reason,
+                        "status_until": r.status_until,
+                        "pinned": r.pinned,
+                        "primary_used_percent": r.quota.primary_used_percent
+                        if r.quota
+                        else None,
+                        "primary_reset_at": r.quota.primary_reset_at
+                        if r.quota
+                        else None,
+                        "secondary_used_percent": r.quota.secondary_used_percent
+                        if r.quota
+                        else None,
+                        "secondary_reset_at": r.quota.secondary_reset_at
+                        if r.quota
+                        else None,
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not rows:
+        print("no accounts: add one with 'codex-lb accounts import auth.json'")
+        return
+    header = ("ID", "EMAIL", "PLAN", "STATUS", "5H", "5H RESET", "WEEK", "WEEK RESET")
+    table = [header]
+    now = time.time()
+    for r in rows:
+        q = r.quota
+        status = r.status + ("*" if r.pinned else "")
+        if r.status_until and r.status_until > now:
+            status += f" until {_when(r.status_until)}"
+        table.append(
+            (
+                r.id,
+                r.email,
+                r.plan,
+                status,
+                _percent(q.primary_used_percent if q else None),
+                _when(q.primary_reset_at if q else None),
+                _percent(q.secondary_used_percent if q else None),
+                _when(q.secondary_reset_at if q else None),
+            )
+        )
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        cells = (
+            str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+        )
+        print("  ".join(cells).rstrip())
+    if any(r.pinned for r in rows):
+        print("* pinned: tried before the rest of the pool")

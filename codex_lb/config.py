@@ -1,0 +1,226 @@
+"""Settings: one frozen tree read from ``CODEX_LB_*`` environment variables.
+
+Every field has a default that serves one user on one machine. Values come from
+the process environment, then from an optional ``.env`` file in the working
+directory (the environment wins). A bad value is reported with its variable
+name, the value given and what is allowed; all bad variables at once.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+import cattrs
+from dotenv import dotenv_values
+
+PREFIX = "CODEX_LB_"
+
+
+class IdentityMode(enum.Enum):
+    """What ``codex_lb_account_identity{display}`` shows."""
+
+    EMAIL = "email"
+    ACCOUNT_ID = "account_id"
+
+
+class LogFormat(enum.Enum):
+    CONSOLE = "console"
+    JSON = "json"
+
+
+class LogLevel(enum.Enum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class SettingsError(Exception):
+    """One or more settings are invalid; ``problems`` has one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _check(predicate: Callable[[Any], bool], allowed: str) -> Any:
+    """An attrs validator whose failure message says what is allowed."""
+
+    def validate(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and not predicate(value):
+            raise ValueError(allowed)
+
+    validate.allowed = allowed  # type: ignore[attr-defined]
+    return validate
+
+
+def _is_http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _non_negative(value: float) -> bool:
+    return value >= 0
+
+
+@attrs.frozen
+class Settings:
+    """The whole configuration of one codex-lb process."""
+
+    host: str = "127.0.0.1"
+    port: int = attrs.field(
+        default=2455,
+        validator=_check(lambda v: 1 <= v <= 65535, "an integer from 1 to 65535"),
+    )
+    data_dir: Path = Path("~/.codex-lb")
+    upstream_base_url: str = attrs.field(
+        default="https://chatgpt.com/backend-api",
+        validator=_check(_is_http_url, "an http:// or https:// URL"),
+    )
+    auth_base_url: str = attrs.field(
+        default="https://auth.openai.com",
+        validator=_check(_is_http_url, "an http:// or https:// URL"),
+    )
+    usage_refresh_interval_seconds: float = attrs.field(
+        default=60.0, validator=_check(_non_negative, "0 (off) or more seconds")
+    )
+    max_attempts: int = attrs.field(
+        default=3, validator=_check(lambda v: 1 <= v <= 20, "an integer from 1 to 20")
+    )
+    stream_idle_timeout_seconds: float = attrs.field(
+        default=300.0, validator=_check(_positive, "more than 0 seconds")
+    )
+    connect_timeout_seconds: float = attrs.field(
+        default=15.0, validator=_check(_positive, "more than 0 seconds")
+    )
+    metrics_account_identity_mode: IdentityMode = IdentityMode.EMAIL
+    metrics_token: str | None = None
+    admin_token: str | None = None
+    collectors: str | None = None
+    pricing_file: Path | None = None
+    log_format: LogFormat | None = None
+    log_level: LogLevel = LogLevel.INFO
+    max_request_bytes: int = attrs.field(
+        default=64 * 1024 * 1024,
+        validator=_check(_positive, "a positive number of bytes"),
+    )
+    request_log_flush_seconds: float = attrs.field(
+        default=1.0, validator=_check(_positive, "more than 0 seconds")
+    )
+    request_log_buffer_size: int = attrs.field(
+        default=10_000, validator=_check(_positive, "a positive number of rows")
+    )
+    token_refresh_age_seconds: float = attrs.field(
+        default=8 * 24 * 3600.0, validator=_check(_positive, "more than 0 seconds")
+    )
+    prefer_earliest_reset: bool = False
+    trusted_proxies: str | None = None
+    grafana_url: str | None = None
+    shutdown_grace_seconds: float = attrs.field(
+        default=30.0, validator=_check(_non_negative, "0 or more seconds")
+    )
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser()
+
+    @property
+    def collector_specs(self) -> tuple[str, ...]:
+        if not self.collectors:
+            return ()
+        return tuple(s.strip() for s in self.collectors.split(",") if s.strip())
+
+
+attrs.resolve_types(Settings)
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter()
+
+    def to_bool(value: Any, _type: type) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("true or false")
+
+    def to_int(value: Any, _type: type) -> int:
+        return int(str(value).strip())
+
+    def to_float(value: Any, _type: type) -> float:
+        return float(str(value).strip())
+
+    converter.register_structure_hook(bool, to_bool)
+    converter.register_structure_hook(int, to_int)
+    converter.register_structure_hook(float, to_float)
+    converter.register_structure_hook(Path, lambda v, _t: Path(str(v)))
+    return converter
+
+
+_converter = _make_converter()
+
+
+def _allowed(field: attrs.Attribute[Any]) -> str:
+    """Words for what a field accepts, used in error lines."""
+    allowed = getattr(field.validator, "allowed", None)
+    if allowed:
+        return str(allowed)
+    inner = field.type
+    for candidate in getattr(inner, "__args__", None) or (inner,):
+        if isinstance(candidate, type) and issubclass(candidate, enum.Enum):
+            return "one of " + ", ".join(repr(m.value) for m in candidate)
+        if candidate is bool:
+            return "true or false"
+        if candidate is int:
+            return "an integer"
+        if candidate is float:
+            return "a number"
+    return "a valid value"
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> Settings:
+    """Read settings from ``environ`` (default: the process) and ``env_file``.
+
+    Raises SettingsError naming every bad variable.
+    """
+    values: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        values.update(
+            {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+        )
+    values.update(os.environ if environ is None else environ)
+
+    kwargs: dict[str, Any] = {}
+    problems: list[str] = []
+    for field in attrs.fields(Settings):
+        name = PREFIX + field.name.upper()
+        raw = values.get(name)
+        if raw is None or raw.strip() == "":
+            continue
+        try:
+            value = _converter.structure(raw.strip(), field.type)  # type: ignore[arg-type]
+            if field.validator is not None:
+                field.validator(None, field, value)
+        except Exception:
+            problems.append(f"{name}={raw!r}: must be {_allowed(field)}")
+            continue
+        kwargs[field.name] = value
+
+    if problems:
+        raise SettingsError(problems)
+    return Settings(**kwargs)

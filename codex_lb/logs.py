@@ -1,0 +1,90 @@
+"""Structured logging: stable event names with fields, secrets never written.
+
+Every log line passes through one redaction step. It blanks fields whose
+name says they hold a secret and any value that looks like a token (JWTs,
+client keys, refresh tokens, bearer credentials), whatever field it is in.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+from codex_lb.config import LogFormat, LogLevel
+
+_SECRET_FIELDS = re.compile(
+    r"(token|secret|password|authorization|api_key|cookie|code_verifier)", re.I
+)
+_SECRET_VALUES = re.compile(
+    r"(eyJ[\w-]*\.[\w-]*\.[\w-]*"  # JWTs
+    r"|sk-[\w-]{4,}"  # client and OpenAI keys
+    r"|\brt[-_][\w.-]{3,}"  # refresh tokens
+    r"|\bat[-_][\w.-]{3,}"  # opaque access tokens
+    r"|(?i:bearer)\s+[\w.~+/=-]+)"
+)
+REDACTED = "[redacted]"
+
+
+def redact_text(text: str) -> str:
+    return _SECRET_VALUES.sub(REDACTED, text)
+
+
+def _redact(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if depth > 4:
+        return value
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if _SECRET_FIELDS.search(str(k)) else _redact(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_redact(v, depth + 1) for v in value]
+    return value
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor: the one place secrets are kept out of logs."""
+    for key, value in list(event.items()):
+        if _SECRET_FIELDS.search(key) and key not in ("event", "token_kind"):
+            event[key] = REDACTED
+        else:
+            event[key] = _redact(value)
+    return event
+
+
+def configure_logging(log_format: LogFormat | None, level: LogLevel) -> None:
+    """Console lines on a terminal, JSON otherwise; all at ``level`` and up."""
+    if log_format is None:
+        log_format = LogFormat.CONSOLE if sys.stderr.isatty() else LogFormat.JSON
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        if log_format is LogFormat.CONSOLE
+        else structlog.processors.JSONRenderer()
+    )
+    numeric = getattr(logging, level.value.upper())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    # aiohttp's own loggers go through the standard library: keep them quiet
+    # below warnings, and redacted like ours.
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,0 +1,145 @@
+"""The proxy's HTTP routes: Codex backend routes and the OpenAI Responses API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from codex_lb.proxy.body import (
+    decode_body,
+    parse_json_object,
+    read_raw_body,
+    require_model,
+)
+from codex_lb.proxy.errors import ClientError, client_error_response
+from codex_lb.proxy.relay import ProxyRequest, Relay
+
+RELAY_KEY = web.AppKey("relay", Relay)
+MAX_REQUEST_BYTES_KEY = web.AppKey("max_request_bytes", int)
+
+
+def _session_key(request: web.Request, body: dict[str, Any]) -> str | None:
+    """What keeps a conversation on one account: Codex session, or cache key."""
+    for header in ("session_id", "session-id"):
+        value = request.headers.get(header)
+        if value:
+            return "session:" + value
+    cache_key = body.get("prompt_cache_key")
+    if isinstance(cache_key, str) and cache_key:
+        return "cache:" + cache_key
+    return None
+
+
+async def _read_json(request: web.Request) -> tuple[bytes, dict[str, Any]]:
+    """(the body exactly as sent, its JSON object decoded)."""
+    limit = request.app[MAX_REQUEST_BYTES_KEY]
+    raw = await read_raw_body(request, limit)
+    encoding = request.headers.get("Content-Encoding")
+    decoded = decode_body(raw, encoding, limit)
+    return raw, parse_json_object(decoded)
+
+
+async def codex_responses(request: web.Request) -> web.StreamResponse:
+    """``POST /backend-api/codex/responses``: SSE relayed byte for byte."""
+    try:
+        raw, body = await _read_json(request)
+        model = require_model(body)
+    except ClientError as exc:
+        return client_error_response(exc)
+    proxied = ProxyRequest(
+        api="codex",
+        upstream_path="/codex/responses",
+        body=raw,
+        content_encoding=request.headers.get("Content-Encoding"),
+        client_headers=request.headers,
+        model=model,
+        stream=body.get("stream", True) is not False,
+        session_key=_session_key(request, body),
+        api_key_id=request.get("api_key_id"),
+    )
+    return await request.app[RELAY_KEY].handle(request, proxied)
+
+
+async def codex_compact(request: web.Request) -> web.StreamResponse:
+    """``POST /backend-api/codex/responses/compact``: JSON in, JSON out."""
+    try:
+        raw, body = await _read_json(request)
+        model = require_model(body)
+    except ClientError as exc:
+        return client_error_response(exc)
+    proxied = ProxyRequest(
+        api="compact",
+        upstream_path="/codex/responses/compact",
+        body=raw,
+        content_encoding=request.headers.get("Content-Encoding"),
+        client_headers=request.headers,
+        model=model,
+        stream=False,
+        session_key=_session_key(request, body),
+        api_key_id=request.get("api_key_id"),
+    )
+    return await request.app[RELAY_KEY].handle(request, proxied)
+
+
+async def codex_models(request: web.Request) -> web.StreamResponse:
+    """``GET /backend-api/codex/models``: the upstream's catalog, via the pool."""
+    proxied = ProxyRequest(
+        api="models",
+        upstream_path="/codex/models",
+        body=b"",
+        content_encoding=None,
+        client_headers=request.headers,
+        model=None,
+        stream=False,
+        method="GET",
+        query=request.query_string,
+        api_key_id=request.get("api_key_id"),
+    )
+    return await request.app[RELAY_KEY].handle(request, proxied, record=False)
+
+
+async def v1_responses(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/responses``: the OpenAI Responses API, streamed."""
+    try:
+        _, body = await _read_json(request)
+        model = require_model(body)
+    except ClientError as exc:
+        return client_error_response(exc)
+    if body.get("stream") is not True:
+        return client_error_response(
+            ClientError(
+                400,
+                "invalid_request_error",
+                "only streaming requests are served on /v1/responses for now: "
+                'set "stream": true',
+                "invalid_request_error",
+            )
+        )
+    # The Codex backend keeps nothing: store must be false.
+    upstream_body = dict(body, store=False, stream=True)
+    upstream_body.setdefault("instructions", "")
+    proxied = ProxyRequest(
+        api="responses",
+        upstream_path="/codex/responses",
+        body=json.dumps(upstream_body).encode(),
+        content_encoding=None,
+        client_headers={
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in ("content-encoding",)
+        },
+        model=model,
+        stream=True,
+        session_key=_session_key(request, body),
+        api_key_id=request.get("api_key_id"),
+    )
+    return await request.app[RELAY_KEY].handle(request, proxied)
+
+
+def add_proxy_routes(app: web.Application) -> None:
+    app.router.add_post("/backend-api/codex/responses", codex_responses)
+    app.router.add_post("/backend-api/codex/responses/compact", codex_compact)
+    app.router.add_get("/backend-api/codex/models", codex_models)
+    app.router.add_post("/v1/responses", v1_responses)

@@ -1,0 +1,74 @@
+"""The store: everything codex-lb keeps on disk, behind one narrow interface.
+
+The rest of codex-lb sees only :class:`Store` and the records in
+``codex_lb.store.models``. SQLite is the backend today; a PostgreSQL backend
+for several replicas would implement the same protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from codex_lb.store.models import (
+    AccountRow,
+    AccountState,
+    NewAccount,
+    QuotaReading,
+    RequestLogRow,
+    TokenSet,
+)
+from codex_lb.store.sqlite import SqliteStore
+
+
+class Store(Protocol):
+    """What codex-lb asks of its storage."""
+
+    async def close(self) -> None: ...
+    async def change_marker(self) -> int: ...
+    async def add_account(self, new: NewAccount, now: float | None = None) -> str: ...
+    async def list_accounts(self) -> list[AccountRow]: ...
+    async def get_account(self, account_id: str) -> AccountRow | None: ...
+    async def remove_account(self, account_id: str) -> bool: ...
+    async def set_account_state(self, account_id: str, state: AccountState) -> None: ...
+    async def set_pinned(self, account_id: str, pinned: bool) -> None: ...
+    async def set_tokens(self, account_id: str, tokens: TokenSet) -> None: ...
+    async def set_last_used(self, account_id: str, at: float) -> None: ...
+    async def record_quota(self, account_id: str, reading: QuotaReading) -> None: ...
+    async def quota_history(
+        self, account_id: str, since: float = 0.0
+    ) -> list[QuotaReading]: ...
+    async def write_request_logs(self, rows: Sequence[RequestLogRow]) -> None: ...
+    async def recent_request_logs(
+        self,
+        limit: int = 100,
+        offset: int = 0,
+        account_id: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[RequestLogRow]: ...
+    async def count_request_logs(self) -> int: ...
+    async def load_collector_state(self, collector: str) -> dict[str, Any]: ...
+    async def save_collector_state(
+        self, collector: str, key: str, value: Any | None
+    ) -> None: ...
+
+
+async def open_store(data_dir: Path) -> Store:
+    """Open the store for ``data_dir``."""
+    return await SqliteStore.open(data_dir)
+
+
+__all__ = [
+    "AccountRow",
+    "AccountState",
+    "NewAccount",
+    "QuotaReading",
+    "RequestLogRow",
+    "Store",
+    "TokenSet",
+    "open_store",
+]

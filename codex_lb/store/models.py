@@ -1,0 +1,91 @@
+"""The records that cross the store's interface."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class TokenSet:
+    """An account's OAuth tokens, in clear text (the store encrypts them)."""
+
+    access_token: str
+    refresh_token: str
+    id_token: str | None
+    refreshed_at: float
+    access_expires_at: float | None = None
+
+
+@attrs.frozen
+class QuotaReading:
+    """One reading of an account's two windows; a None field was not given."""
+
+    observed_at: float
+    source: str
+    primary_used_percent: float | None = None
+    primary_window_minutes: int | None = None
+    primary_reset_at: float | None = None
+    secondary_used_percent: float | None = None
+    secondary_window_minutes: int | None = None
+    secondary_reset_at: float | None = None
+    plan: str | None = None
+    credits_balance: float | None = None
+
+
+@attrs.frozen
+class AccountState:
+    """The routing state of an account that must survive a restart."""
+
+    status: str
+    status_reason: str | None = None
+    status_until: float | None = None
+
+
+@attrs.frozen
+class NewAccount:
+    """An account as it is added (by import or login)."""
+
+    email: str
+    chatgpt_account_id: str
+    plan: str
+    tokens: TokenSet
+
+
+@attrs.frozen
+class AccountRow:
+    """An account as stored."""
+
+    id: str
+    email: str
+    chatgpt_account_id: str
+    plan: str
+    status: str
+    status_reason: str | None
+    status_until: float | None
+    pinned: bool
+    tokens: TokenSet
+    created_at: float
+    last_used_at: float | None
+    quota: QuotaReading | None
+
+
+@attrs.frozen
+class RequestLogRow:
+    """One client request, written once after it finished."""
+
+    request_id: str
+    started_at: float
+    api: str
+    model: str | None
+    account_id: str | None
+    status: str
+    status_code: int
+    error_code: str | None
+    attempts: int
+    latency_ms: float
+    input_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    output_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_usd: float | None = None
+    api_key_id: str | None = None

@@ -1,0 +1,54 @@
+"""Settings come from CODEX_LB_* variables; bad ones are all reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codex_lb.config import IdentityMode, SettingsError, load_settings
+
+
+class TestLoadSettings:
+    def test_defaults_need_nothing(self) -> None:
+        """With no variables set, the SPEC's defaults apply."""
+        settings = load_settings({}, env_file=None)
+
+        assert (settings.host, settings.port) == ("127.0.0.1", 2455)
+        assert settings.data_path == Path("~/.codex-lb").expanduser()
+        assert settings.upstream_base_url == "https://chatgpt.com/backend-api"
+        assert settings.usage_refresh_interval_seconds == 60
+        assert settings.max_attempts == 3
+        assert settings.stream_idle_timeout_seconds == 300
+        assert settings.metrics_account_identity_mode is IdentityMode.EMAIL
+
+    def test_every_bad_variable_is_named_with_value_and_rule(self) -> None:
+        """Each bad variable gets one line: name, value, what is allowed."""
+        with pytest.raises(SettingsError) as caught:
+            load_settings(
+                {
+                    "CODEX_LB_PORT": "http",
+                    "CODEX_LB_MAX_ATTEMPTS": "0",
+                    "CODEX_LB_METRICS_ACCOUNT_IDENTITY_MODE": "name",
+                    "CODEX_LB_UPSTREAM_BASE_URL": "chatgpt.com",
+                },
+                env_file=None,
+            )
+
+        assert sorted(caught.value.problems) == [
+            "CODEX_LB_MAX_ATTEMPTS='0': must be an integer from 1 to 20",
+            "CODEX_LB_METRICS_ACCOUNT_IDENTITY_MODE='name': must be one of "
+            "'email', 'account_id'",
+            "CODEX_LB_PORT='http': must be an integer from 1 to 65535",
+            "CODEX_LB_UPSTREAM_BASE_URL='chatgpt.com': must be an http:// or "
+            "https:// URL",
+        ]
+
+    def test_env_file_is_read_and_environment_wins(self, tmp_path: Path) -> None:
+        """A .env file fills in; the real environment overrides it."""
+        env_file = tmp_path / ".env"
+        env_file.write_text("CODEX_LB_PORT=3000\nCODEX_LB_MAX_ATTEMPTS=5\n")
+
+        settings = load_settings({"CODEX_LB_PORT": "4000"}, env_file=env_file)
+
+        assert (settings.port, settings.max_attempts) == (4000, 5)
