@@ -14,7 +14,13 @@ from aiohttp import web
 
 from codex_lb.accounts import AccountPool, TokenRefresher
 from codex_lb.config import Settings
-from codex_lb.events import EventBus
+from codex_lb.events import EventBus, PoolChanged, RequestLogChanged
+from codex_lb.events.collector_api import (
+    COLLECTORS_KEY,
+    CollectorHost,
+    discover,
+    metrics_handler,
+)
 from codex_lb.proxy.pricing import PriceTable
 from codex_lb.proxy.relay import Relay
 from codex_lb.proxy.request_log import RequestLogBuffer
@@ -22,6 +28,7 @@ from codex_lb.proxy.routes import MAX_REQUEST_BYTES_KEY, RELAY_KEY, add_proxy_ro
 from codex_lb.store import Store, open_store
 from codex_lb.web.access import access_middleware
 from codex_lb.web.api import POOL_KEY, add_api_routes
+from collectors import BUILTIN
 
 log = structlog.get_logger("codex_lb.app")
 
@@ -116,12 +123,27 @@ async def create_app(
     add_api_routes(app)
 
     # --- collectors and /metrics (owned by the metrics work) ---
+    collector_host = CollectorHost(bus, store, settings.metrics_account_identity_mode)
+    try:
+        await collector_host.add_all(discover(settings.collector_specs, BUILTIN))
+    except BaseException:
+        await session.close()
+        await store.close()
+        raise
+    # The pool published its roster before the collectors existed.
+    collector_host.deliver(PoolChanged(accounts=tuple(a.info for a in pool.accounts)))
+    request_log.on_change = lambda size, dropped: bus.publish(
+        RequestLogChanged(size=size, dropped=dropped)
+    )
+    app[COLLECTORS_KEY] = collector_host
+    app.router.add_get("/metrics", metrics_handler)
     # --- end collectors ---
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
         tasks = [
             asyncio.create_task(request_log.run(), name="request-log-flush"),
             asyncio.create_task(pool.watch(), name="account-sync"),
+            asyncio.create_task(collector_host.run(), name="collectors"),
         ]
         log.info(
             "codex_lb_started",
@@ -165,7 +187,7 @@ def run(settings: Settings) -> None:
             port=settings.port,
             shutdown_timeout=settings.shutdown_grace_seconds,
             access_log=None,
-            handler_args=SERVER_OPTIONS,
+            **SERVER_OPTIONS,
             print=_print_banner(settings),
         )
 

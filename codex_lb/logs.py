@@ -17,8 +17,11 @@ import structlog
 
 from codex_lb.config import LogFormat, LogLevel
 
+# Field names that hold secrets: "refresh_token", "authorization", ... but not
+# counts such as "input_tokens".
 _SECRET_FIELDS = re.compile(
-    r"(token|secret|password|authorization|api_key|cookie|code_verifier)", re.I
+    r"(^|_)(token|secret|password|authorization|api_key|key|cookie|code_verifier)$",
+    re.I,
 )
 _SECRET_VALUES = re.compile(
     r"(eyJ[\w-]*\.[\w-]*\.[\w-]*"  # JWTs
@@ -54,7 +57,7 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """A structlog processor: the one place secrets are kept out of logs."""
     for key, value in list(event.items()):
-        if _SECRET_FIELDS.search(key) and key not in ("event", "token_kind"):
+        if _SECRET_FIELDS.search(key):
             event[key] = REDACTED
         else:
             event[key] = _redact(value)

@@ -21,10 +21,12 @@ from typing import Any, Protocol
 
 import aioprometheus
 import structlog
+from aiohttp import web
 
 from codex_lb.config import IdentityMode, SettingsError
 from codex_lb.events.bus import EventBus
 from codex_lb.events.metrics import (
+    CONTENT_TYPE,
     Counter,
     Gauge,
     Histogram,
@@ -278,7 +280,8 @@ class CollectorHost:
         self._identity_mode = identity_mode
         self._collectors: list[object] = []
         self._states: list[CollectorState] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._replays: set[asyncio.Future[Any]] = set()
 
     @property
     def collectors(self) -> tuple[object, ...]:
@@ -325,7 +328,9 @@ class CollectorHost:
             try:
                 result = handler(event)
                 if inspect.isawaitable(result):
-                    asyncio.ensure_future(result)
+                    task = asyncio.ensure_future(result)
+                    self._replays.add(task)
+                    task.add_done_callback(self._replays.discard)
             except Exception as exc:
                 log.error(
                     "collector_failed",
@@ -341,6 +346,14 @@ class CollectorHost:
             if run is not None and inspect.iscoroutinefunction(run):
                 name = f"collector:{collector_name(collector)}"
                 self._tasks.append(asyncio.create_task(run(), name=name))
+
+    async def run(self) -> None:
+        """Run the collectors' loops until cancelled, then ``close``."""
+        self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.close()
 
     async def close(self) -> None:
         """Stop the loops and write every pending state change."""
@@ -378,3 +391,12 @@ def _near(a: str, b: str) -> bool:
         return sum(x != y for x, y in zip(a, b, strict=True)) == 1
     short, long = (a, b) if len(a) < len(b) else (b, a)
     return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+COLLECTORS_KEY = web.AppKey("collectors", CollectorHost)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """``GET /metrics``: every collector's metrics, text format 0.0.4."""
+    body = request.app[COLLECTORS_KEY].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import aioprometheus
+from aioprometheus.collectors import Collector as PromCollector
 from aioprometheus.formats.text import TEXT_CONTENT_TYPE, TextFormatter
 
 CONTENT_TYPE = TEXT_CONTENT_TYPE
@@ -63,7 +64,7 @@ class Metric:
 
     def __init__(
         self,
-        collector: aioprometheus.Collector,
+        collector: PromCollector,
         labels: Sequence[str],
     ) -> None:
         self._metric = collector
@@ -165,8 +166,8 @@ class Histogram(Metric):
         key = self._key(labels)
         if key not in self._metric.values:
             return None
-        data = self._metric.get(key)  # type: ignore[attr-defined]
-        return {k: float(v) for k, v in data.items() if isinstance(k, float)}
+        state: Any = self._metric.values[key]
+        return {float(k): float(v) for k, v in state.buckets.items()}
 
     def count(self, **labels: Any) -> float | None:
         key = self._key(labels)
@@ -205,7 +206,7 @@ class _EscapingTextFormatter(TextFormatter):
             text += "{" + pairs + "}"
         return f"{text} {_number(value)}"
 
-    def marshall_lines(self, collector: aioprometheus.Collector) -> list[str]:
+    def marshall_lines(self, collector: PromCollector) -> list[str]:
         lines = super().marshall_lines(collector)
         lines[0] = f"# HELP {collector.name} {escape_help(collector.doc)}"
         return lines

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import aioprometheus
+from aioprometheus.collectors import Collector as PromCollector
 
 from codex_lb.config import IdentityMode
 from codex_lb.events.bus import EventBus
@@ -77,7 +78,7 @@ class CollectorHarness:
 
 
 def _histogram_sample(
-    metric: aioprometheus.Collector, suffix: str, wanted: dict[str, str]
+    metric: PromCollector, suffix: str, wanted: dict[str, str]
 ) -> float | None:
     le = wanted.pop("le", None)
     for series, data in metric.get_all():

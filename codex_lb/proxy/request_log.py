@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 import structlog
 
@@ -33,6 +34,8 @@ class RequestLogBuffer:
         self._wakeup = asyncio.Event()
         self.dropped = 0
         self.written = 0
+        # Told (size, dropped) after every change; app.py turns it into an event.
+        self.on_change: Callable[[int, int], None] | None = None
 
     @property
     def size(self) -> int:
@@ -43,10 +46,16 @@ class RequestLogBuffer:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("request_log_dropped", dropped_total=self.dropped)
+            self._changed()
             return
         self._rows.append(row)
         if len(self._rows) >= _BATCH:
             self._wakeup.set()
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(len(self._rows), self.dropped)
 
     async def flush(self) -> None:
         """Write every buffered row; rows stay buffered if the store fails."""
@@ -57,6 +66,7 @@ class RequestLogBuffer:
                 for _ in batch:
                     self._rows.popleft()
                 self.written += len(batch)
+                self._changed()
 
     async def run(self) -> None:
         """Flush forever (a background task); errors are logged and retried."""

@@ -1,11 +1,16 @@
 """The model catalog served at `GET /backend-api/codex/models`.
 
-The Codex CLI reads `{"models": [ModelInfo...]}` and drops the whole answer
-when one entry misses a field it requires, so every entry carries the full
-set the CLI 0.171 deserializes: slug, names, reasoning levels, shell type,
-visibility, truncation policy and the tool flags. `base_instructions` is the
-system prompt the CLI then sends as a developer message; it names the
-emulator so a test can tell that the catalog was taken.
+The Codex CLI 0.171 reads `{"models": [ModelInfo...]}` and throws the whole
+answer away (falling back to built-in metadata, with a warning) when one
+entry misses a field or names an enum value it does not know, so every entry
+carries the full field set the CLI's own bundled catalog has, with values
+taken from the sets that catalog uses. The CLI asks for the catalog only
+when it logs in with ChatGPT (`requires_openai_auth = true`), not with an
+`env_key` provider.
+
+The instructions (`model_messages.instructions_template`, and the older
+`base_instructions`) become the CLI's system prompt, its first developer
+message; they name the emulator so a test can tell the catalog was taken.
 """
 
 from __future__ import annotations

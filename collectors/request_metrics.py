@@ -1,0 +1,88 @@
+"""Requests, errors, latency, tokens and cost by model and API."""
+
+from __future__ import annotations
+
+from codex_lb.events import RequestFinished, Retry, UnpricedSuccess
+from codex_lb.events.collector_api import CollectorContext
+from codex_lb.events.metrics import LATENCY_MS_BUCKETS
+
+FAILOVER_CLASSES = ("rate_limit", "quota", "upstream", "transport")
+UNPRICED_REASONS = ("missing_model", "missing_usage", "unknown_pricing")
+ATTEMPT_BUCKETS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0)
+
+
+class RequestMetrics:
+    """Pool-wide request counters and histograms, one count per request."""
+
+    def register(self, ctx: CollectorContext) -> None:
+        self.requests = ctx.counter(
+            "codex_lb_proxy_requests_total",
+            "Client requests by outcome, model and API.",
+            ("status", "model", "api"),
+        )
+        self.errors = ctx.counter(
+            "codex_lb_proxy_errors_total",
+            "Client requests that ended in an error, by error code.",
+            ("error_code",),
+        )
+        self.latency = ctx.histogram(
+            "codex_lb_proxy_latency_ms",
+            "Time from a request's arrival to its last byte, in milliseconds.",
+            ("model", "api"),
+            LATENCY_MS_BUCKETS,
+        )
+        self.tokens = ctx.counter(
+            "codex_lb_proxy_tokens_total",
+            "Tokens by kind; cached input is part of input, reasoning of output.",
+            ("kind", "model"),
+        )
+        self.cost = ctx.counter(
+            "codex_lb_proxy_cost_usd_total",
+            "API-equivalent cost of served requests in USD.",
+            ("model",),
+        )
+        self.attempts = ctx.histogram(
+            "codex_lb_proxy_attempts",
+            "Accounts tried per client request.",
+            ("api",),
+            ATTEMPT_BUCKETS,
+        )
+        self.retries = ctx.counter(
+            "codex_lb_proxy_retries_total",
+            "Requests moved from one account to another, by error class.",
+            ("error_class",),
+        )
+        self.unpriced = ctx.counter(
+            "codex_lb_proxy_unpriced_success_total",
+            "Successful requests whose cost is unknown, by reason.",
+            ("reason",),
+        )
+        for error_class in FAILOVER_CLASSES:
+            self.retries.touch(error_class=error_class)
+        for reason in UNPRICED_REASONS:
+            self.unpriced.touch(reason=reason)
+
+    def request_finished(self, event: RequestFinished) -> None:
+        model = event.model_label
+        self.requests.inc(status=event.status, model=model, api=event.api)
+        if event.status != "success":
+            self.errors.inc(error_code=event.error_code or "unknown")
+        self.latency.observe(event.latency_ms, model=model, api=event.api)
+        self.attempts.observe(event.attempts, api=event.api)
+
+        for kind, count in (
+            ("input", event.input_tokens),
+            ("cached_input", event.cached_input_tokens),
+            ("output", event.output_tokens),
+            ("reasoning", event.reasoning_tokens),
+        ):
+            if count:
+                self.tokens.inc(count, kind=kind, model=model)
+        if event.cost_usd is not None:
+            self.cost.inc(event.cost_usd, model=model)
+
+    def retry(self, event: Retry) -> None:
+        self.retries.inc(error_class=event.error_class)
+
+    def unpriced_success(self, event: UnpricedSuccess) -> None:
+        self.unpriced.inc(reason=event.reason)

@@ -1,0 +1,114 @@
+"""The weekly (secondary) window of each account and its reset-aware counter.
+
+The gauges show the counter's baseline, not the raw reading, so one stray
+reading that looks like a fresh window never makes them flap. The baseline
+and held reading are kept in the collector's persisted state: a restart
+neither loses nor double counts progress.
+"""
+
+from __future__ import annotations
+
+from codex_lb.constants import PLAN_WEEKLY_CREDITS
+from codex_lb.events import PoolChanged, QuotaSnapshot
+from codex_lb.events.collector_api import CollectorContext, CollectorState
+from codex_lb.events.roster import Roster
+from codex_lb.events.weekly_counter import WeeklyCounter
+
+
+def weekly_credits(plan: str) -> float:
+    """A plan's weekly capacity in credits; unknown plans count as plus."""
+    return PLAN_WEEKLY_CREDITS.get(plan.lower(), PLAN_WEEKLY_CREDITS["plus"])
+
+
+class WeeklyUsage:
+    """Weekly used percent, reset time, window, remaining credits, progress."""
+
+    def register(self, ctx: CollectorContext) -> None:
+        self.state: CollectorState = ctx.state
+        self.roster = Roster()
+        self.counters: dict[str, WeeklyCounter] = {
+            account_id: WeeklyCounter.from_json(saved)
+            for account_id, saved in ctx.state.items()
+        }
+        self.plans: dict[str, str] = {}
+        self.used = ctx.gauge(
+            "codex_lb_secondary_used_percent",
+            "Percent of the weekly window used (the counter's baseline).",
+            ("account_id",),
+        )
+        self.reset_at = ctx.gauge(
+            "codex_lb_secondary_reset_at_seconds",
+            "When the weekly window resets, in Unix seconds.",
+            ("account_id",),
+        )
+        self.window = ctx.gauge(
+            "codex_lb_secondary_window_minutes",
+            "Length of the weekly window in minutes.",
+            ("account_id",),
+        )
+        self.remaining = ctx.gauge(
+            "codex_lb_secondary_remaining_credits",
+            "Weekly credits left: the plan's capacity times the unused share.",
+            ("account_id",),
+        )
+        self.progress = ctx.counter(
+            "codex_lb_secondary_used_percent_increase_total",
+            "Weekly percent points consumed, counting across window resets.",
+            ("account_id",),
+        )
+        self.resets = ctx.counter(
+            "codex_lb_secondary_resets_total",
+            "Weekly window resets seen.",
+            ("account_id",),
+        )
+
+    def pool_changed(self, event: PoolChanged) -> None:
+        added, gone = self.roster.update(event)
+        for info in gone:
+            for metric in (
+                self.used,
+                self.reset_at,
+                self.window,
+                self.remaining,
+                self.progress,
+                self.resets,
+            ):
+                metric.remove_where(account_id=info.account_id)
+            self.plans.pop(info.account_id, None)
+            if self.counters.pop(info.account_id, None) is not None:
+                self.state.set(info.account_id, None)
+        for info in event.accounts:
+            self.plans[info.account_id] = info.plan
+        for info in added:
+            self.progress.touch(account_id=info.account_id)
+            self.resets.touch(account_id=info.account_id)
+            self._show(info.account_id)
+
+    def quota_snapshot(self, event: QuotaSnapshot) -> None:
+        account_id = event.account.account_id
+        window = event.secondary
+        if window is None or not self.roster.knows(account_id):
+            return
+        self.plans[account_id] = event.account.plan
+        if window.window_minutes:
+            self.window.set(window.window_minutes, account_id=account_id)
+
+        counter = self.counters.setdefault(account_id, WeeklyCounter())
+        step = counter.apply(window.used_percent, window.reset_at)
+        if step.added > 0:
+            self.progress.inc(step.added, account_id=account_id)
+        if step.resets:
+            self.resets.inc(step.resets, account_id=account_id)
+        if step.changed:
+            self.state.set(account_id, counter.to_json())
+        self._show(account_id)
+
+    def _show(self, account_id: str) -> None:
+        counter = self.counters.get(account_id)
+        if counter is None or counter.baseline is None:
+            return
+        used = counter.baseline.used
+        self.used.set(used, account_id=account_id)
+        self.reset_at.set(counter.baseline.reset_at, account_id=account_id)
+        credits = weekly_credits(self.plans.get(account_id, "plus"))
+        self.remaining.set(credits * (100.0 - used) / 100.0, account_id=account_id)

@@ -1,0 +1,120 @@
+"""The real Codex CLI (npm ``@openai/codex``) through codex-lb to the emulator.
+
+``make test`` installs the CLI into ``.tools/codex`` and names it in
+``CODEX_LB_TEST_CODEX``; without that variable these tests are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codex_lb.store import QuotaReading
+from tests.conftest import LB
+
+CODEX = os.environ.get("CODEX_LB_TEST_CODEX")
+
+pytestmark = [
+    pytest.mark.codex_cli,
+    pytest.mark.skipif(
+        not CODEX, reason="set CODEX_LB_TEST_CODEX to the codex binary (make test)"
+    ),
+    pytest.mark.timeout(180),
+]
+
+
+async def codex_exec(lb: LB, home: Path, prompt: str) -> tuple[int, str, str]:
+    """Run ``codex exec`` against codex-lb; (exit status, stdout, stderr)."""
+    assert CODEX is not None and Path(CODEX).exists(), f"no Codex CLI at {CODEX}"
+    home.mkdir(exist_ok=True)
+    base_url = str(lb.client.make_url("/backend-api/codex"))
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "CODEX_HOME": str(home),
+        "CODEX_LB_API_KEY": "unused-on-loopback",
+        "RUST_LOG": "warn",
+    }
+    process = await asyncio.create_subprocess_exec(
+        CODEX,
+        "exec",
+        "--skip-git-repo-check",
+        "-m",
+        "gpt-5.1-codex",
+        "-c",
+        "model_provider=lb",
+        "-c",
+        'model_providers.lb.name="codex-lb"',
+        "-c",
+        f'model_providers.lb.base_url="{base_url}"',
+        "-c",
+        "model_providers.lb.wire_api=responses",
+        "-c",
+        "model_providers.lb.env_key=CODEX_LB_API_KEY",
+        prompt,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=home,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=150)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def first_choice(lb: LB, email: str) -> None:
+    """Make ``email``'s account the pool's first choice."""
+    for account in lb.pool.accounts:
+        used = 0.0 if account.email == email else 50.0
+        await lb.pool.apply_reading(
+            account,
+            QuotaReading(lb.emulator.clock.now(), "poll", secondary_used_percent=used),
+        )
+
+
+class TestCodexCLI:
+    async def test_turn_fails_over_from_a_full_account(
+        self, lb: LB, tmp_path: Path
+    ) -> None:
+        """The CLI gets its answer from b@ after a@'s 5 h window was full."""
+        lb.emulator.set_usage("a@example.com", primary=100.0)
+        await first_choice(lb, "a@example.com")
+
+        status, stdout, stderr = await codex_exec(lb, tmp_path / "home", "say hi")
+
+        assert status == 0, stderr
+        assert "Hello from b@example.com. You said: say hi" in stdout
+        (row,) = await lb.request_logs()
+        assert (row.status, row.attempts, row.account_id) == (
+            "success",
+            2,
+            lb.ids["b@example.com"],
+        )
+        assert [(r.account_id, r.error_class) for r in lb.recorder.of("retry")] == [
+            (lb.ids["a@example.com"], "rate_limit")
+        ]
+
+    async def test_tool_call_round_trip(self, lb: LB, tmp_path: Path) -> None:
+        """The emulator asks for a shell command; the CLI runs it and replies."""
+        status, stdout, stderr = await codex_exec(
+            lb, tmp_path / "home", "SIM_SHELL: echo tool-works-42"
+        )
+
+        assert status == 0, stderr
+        assert "Tool said:" in stdout and "tool-works-42" in stdout
+        rows = await lb.request_logs()
+        assert [r.status for r in rows] == ["success", "success"]
+        second: Any = [
+            r.body for r in lb.emulator.requests if r.path.endswith("/responses")
+        ][1]
+        outputs = [
+            i for i in second["input"] if i.get("type") == "function_call_output"
+        ]
+        assert len(outputs) == 1 and "tool-works-42" in str(outputs[0]["output"])
+        # Both turns of one CLI session stay on one account.
+        assert rows[0].account_id == rows[1].account_id
