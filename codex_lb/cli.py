@@ -63,8 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command in (None, "serve"):
         from codex_lb.app import run
+        from codex_lb.proxy.pricing import PricingFileError
 
-        run(settings)
+        try:
+            run(settings)
+        except PricingFileError as exc:
+            print(f"codex-lb: CODEX_LB_PRICING_FILE: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            # Most often the port is taken or the data folder is not writable.
+            print(f"codex-lb: cannot start: {exc}", file=sys.stderr)
+            return 1
         return 0
     if args.command == "accounts":
         return asyncio.run(_accounts(settings, args))
