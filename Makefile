@@ -50,3 +50,22 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
+
+# --- dashboards, alert rules, compose and the demo (docs/grafana.md) ---
+COMPOSE_BIN = $$($(abspath $(BIN))/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"] + "/compose/docker-compose")')
+
+.PHONY: dashboards compose-check
+
+# Foreground until Ctrl-C; DEMO_SECONDS=20 stops it by itself.
+demo: $(STAMP) prometheus
+	$(BIN)/python scripts/demo.py
+
+dashboards: $(STAMP)
+	$(BIN)/python scripts/build_dashboards.py
+
+compose-check: $(STAMP) prometheus
+	cd compose && CODEX_LB_METRICS_TOKEN=compose-check $(COMPOSE_BIN) \
+	  -f docker-compose.yml -f docker-compose.observability.yml config -q
+	promtool check config --syntax-only compose/prometheus.yml
+	promtool check rules compose/alerts/codex-lb.rules.yml
+	promtool test rules compose/alerts/codex-lb.rules.test.yml

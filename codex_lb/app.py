@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 
 from codex_lb.accounts import AccountPool, TokenRefresher
+from codex_lb.accounts.usage import UsagePoller
 from codex_lb.config import Settings
 from codex_lb.events import EventBus, PoolChanged, RequestLogChanged
 from codex_lb.events.collector_api import (
@@ -21,6 +22,8 @@ from codex_lb.events.collector_api import (
     discover,
     metrics_handler,
 )
+from codex_lb.proxy.keys import KeyRing
+from codex_lb.proxy.openai_api import PRICES_KEY, add_openai_routes
 from codex_lb.proxy.pricing import PriceTable
 from codex_lb.proxy.relay import Relay
 from codex_lb.proxy.request_log import RequestLogBuffer
@@ -28,6 +31,8 @@ from codex_lb.proxy.routes import MAX_REQUEST_BYTES_KEY, RELAY_KEY, add_proxy_ro
 from codex_lb.store import Store, open_store
 from codex_lb.web.access import access_middleware
 from codex_lb.web.api import POOL_KEY, add_api_routes
+from codex_lb.web.api_keys import add_key_routes
+from codex_lb.web.dashboard import add_dashboard_routes
 from collectors import BUILTIN
 
 log = structlog.get_logger("codex_lb.app")
@@ -37,11 +42,14 @@ BUS_KEY = web.AppKey("bus", EventBus)
 STORE_KEY = web.AppKey("store", Store)
 REQUEST_LOG_KEY = web.AppKey("request_log", RequestLogBuffer)
 SESSION_KEY = web.AppKey("upstream_session", aiohttp.ClientSession)
+KEYS_KEY = web.AppKey("api_keys", KeyRing)
+REFRESHER_KEY = web.AppKey("token_refresher", TokenRefresher)
+USAGE_POLLER_KEY = web.AppKey("usage_poller", UsagePoller)
 
 # Request bodies are decompressed by codex-lb itself (zstd included, with a
 # size limit while inflating) and forwarded as the client sent them, so
 # aiohttp must leave them alone.
-SERVER_OPTIONS = {"auto_decompress": False}
+SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
 
 
 async def create_app(
@@ -65,6 +73,8 @@ async def create_app(
             prefer_earliest_reset=settings.prefer_earliest_reset,
         )
         await pool.load()
+        keys = KeyRing(store)
+        await keys.load()
     except BaseException:
         await store.close()
         raise
@@ -77,6 +87,16 @@ async def create_app(
     )
     refresher = TokenRefresher(
         pool, session, settings.auth_base_url, settings.token_refresh_age_seconds
+    )
+    poller = UsagePoller(
+        pool,
+        refresher,
+        session,
+        bus,
+        settings.upstream_base_url,
+        interval=settings.usage_refresh_interval_seconds,
+        concurrency=settings.usage_refresh_concurrency,
+        timeout=settings.usage_refresh_timeout_seconds,
     )
     request_log = RequestLogBuffer(
         store, settings.request_log_buffer_size, settings.request_log_flush_seconds
@@ -95,18 +115,14 @@ async def create_app(
         clock=clock,
     )
 
-    async def no_key(_token: str) -> str | None:
-        # Client keys arrive with the keys commands; until then none is valid.
-        return None
-
     app = web.Application(
         middlewares=[
             access_middleware(
                 settings.admin_token,
                 settings.metrics_token,
                 settings.trusted_proxies,
-                keys_exist=lambda: False,
-                check_key=no_key,
+                keys_exist=keys.exist,
+                check_key=keys.check,
             )
         ],
         client_max_size=settings.max_request_bytes,
@@ -118,9 +134,16 @@ async def create_app(
     app[RELAY_KEY] = relay
     app[REQUEST_LOG_KEY] = request_log
     app[SESSION_KEY] = session
+    app[REFRESHER_KEY] = refresher
+    app[USAGE_POLLER_KEY] = poller
     app[MAX_REQUEST_BYTES_KEY] = settings.max_request_bytes
+    app[PRICES_KEY] = prices
+    app[KEYS_KEY] = keys
     add_proxy_routes(app)
+    add_openai_routes(app)
+    add_key_routes(app, store)
     add_api_routes(app)
+    add_dashboard_routes(app, store, settings)
 
     # --- collectors and /metrics (owned by the metrics work) ---
     collector_host = CollectorHost(bus, store, settings.metrics_account_identity_mode)
@@ -143,7 +166,9 @@ async def create_app(
         tasks = [
             asyncio.create_task(request_log.run(), name="request-log-flush"),
             asyncio.create_task(pool.watch(), name="account-sync"),
+            asyncio.create_task(keys.watch(), name="api-key-sync"),
             asyncio.create_task(collector_host.run(), name="collectors"),
+            asyncio.create_task(poller.run(), name="usage-poll"),
         ]
         log.info(
             "codex_lb_started",
@@ -158,6 +183,8 @@ async def create_app(
             await asyncio.gather(*tasks, return_exceptions=True)
             await relay.close()
             await bus.drain()
+            # Collectors flush their persisted state while the store is open.
+            await collector_host.close()
             try:
                 await request_log.flush()
             except Exception as exc:

@@ -11,12 +11,23 @@ import asyncio
 import json
 import sys
 import time
+import webbrowser
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
+
 from codex_lb import __version__
 from codex_lb.accounts.identity import AuthFileError, account_from_auth_file
+from codex_lb.accounts.oauth import (
+    DEFAULT_CALLBACK_PORT,
+    DeviceCode,
+    LoginError,
+    browser_login,
+    device_login,
+)
+from codex_lb.cli_keys import add_key_commands, run_keys
 from codex_lb.config import Settings, SettingsError, load_settings
 from codex_lb.logs import configure_logging
 from codex_lb.store import AccountRow, AccountState, Store, open_store
@@ -48,6 +59,32 @@ def _parser() -> argparse.ArgumentParser:
     ):
         action = actions.add_parser(name, help=text)
         action.add_argument("account", metavar="ID", help="account id or email")
+
+    login = commands.add_parser(
+        "login",
+        help="add (or re-login) an account by signing in to ChatGPT",
+        description="Sign in as the Codex CLI does, against CODEX_LB_AUTH_BASE_URL. "
+        "A known account gets its tokens replaced and leaves reauth_required.",
+    )
+    login.add_argument(
+        "--device",
+        action="store_true",
+        help="use a code typed on another device instead of a local browser",
+    )
+    login.add_argument(
+        "--callback-port",
+        type=int,
+        default=DEFAULT_CALLBACK_PORT,
+        metavar="PORT",
+        help="local port for the browser's return (default %(default)s; "
+        "0 picks a free one, which a real ChatGPT login refuses)",
+    )
+    login.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="only print the sign-in address, do not open a browser",
+    )
+    add_key_commands(commands)
     return parser
 
 
@@ -70,6 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except PricingFileError as exc:
             print(f"codex-lb: CODEX_LB_PRICING_FILE: {exc}", file=sys.stderr)
             return 2
+        except SettingsError as exc:
+            # Problems found while building the app (e.g. a bad collector).
+            for problem in exc.problems:
+                print(f"codex-lb: {problem}", file=sys.stderr)
+            return 2
         except OSError as exc:
             # Most often the port is taken or the data folder is not writable.
             print(f"codex-lb: cannot start: {exc}", file=sys.stderr)
@@ -77,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "accounts":
         return asyncio.run(_accounts(settings, args))
+    if args.command == "login":
+        return asyncio.run(_login(settings, args))
+    if args.command == "keys":
+        return asyncio.run(run_keys(settings, args))
     return 2
 
 
@@ -126,6 +172,49 @@ async def _import(store: Store, files: list[Path]) -> int:
         account_id = await store.add_account(new)
         print(f"imported {account_id} ({new.email}, {new.plan}) from {path}")
     return 1 if failed else 0
+
+
+async def _login(settings: Settings, args: argparse.Namespace) -> int:
+    """Sign in, then add the account or replace a known one's tokens."""
+
+    def show_url(url: str) -> None:
+        print(f"Sign in to ChatGPT in a browser:\n\n  {url}\n", flush=True)
+        if not args.no_browser:
+            webbrowser.open(url)
+
+    def show_code(device: DeviceCode) -> None:
+        print(
+            f"On any device, open {device.verification_url}\n"
+            f"and enter the code {device.user_code}\n",
+            flush=True,
+        )
+
+    try:
+        async with aiohttp.ClientSession(trust_env=True) as session:
+            if args.device:
+                new = await device_login(session, settings.auth_base_url, show_code)
+            else:
+                new = await browser_login(
+                    session, settings.auth_base_url, show_url, args.callback_port
+                )
+    except LoginError as exc:
+        print(f"codex-lb: login failed: {exc}", file=sys.stderr)
+        return 1
+
+    store = await open_store(settings.data_path)
+    try:
+        known = {r.chatgpt_account_id: r for r in await store.list_accounts()}
+        account_id = await store.add_account(new)
+    finally:
+        await store.close()
+    before = known.get(new.chatgpt_account_id)
+    if before is None:
+        print(f"added {account_id} ({new.email}, {new.plan})")
+    else:
+        relogin = before.status == "reauth_required"
+        note = " and cleared reauth_required" if relogin else ""
+        print(f"replaced the tokens of {account_id} ({new.email}){note}")
+    return 0
 
 
 def _when(epoch: float | None) -> str:

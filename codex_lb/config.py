@@ -94,6 +94,12 @@ class Settings:
     usage_refresh_interval_seconds: float = attrs.field(
         default=60.0, validator=_check(_non_negative, "0 (off) or more seconds")
     )
+    usage_refresh_concurrency: int = attrs.field(
+        default=8, validator=_check(lambda v: 1 <= v <= 64, "an integer from 1 to 64")
+    )
+    usage_refresh_timeout_seconds: float = attrs.field(
+        default=15.0, validator=_check(_positive, "more than 0 seconds")
+    )
     max_attempts: int = attrs.field(
         default=3, validator=_check(lambda v: 1 <= v <= 20, "an integer from 1 to 20")
     )

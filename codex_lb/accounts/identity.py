@@ -63,21 +63,27 @@ def account_from_auth_file(path: Path, now: float | None = None) -> NewAccount:
         raise AuthFileError(
             f"{path}: not JSON: {exc.msg} at line {exc.lineno}"
         ) from exc
+    return account_from_auth_document(document, str(path), now)
 
+
+def account_from_auth_document(
+    document: Any, source: str, now: float | None = None
+) -> NewAccount:
+    """An account from a parsed ``auth.json``; ``source`` names it in errors."""
     tokens = document.get("tokens") if isinstance(document, dict) else None
     if not isinstance(tokens, dict):
         raise AuthFileError(
-            f"{path}: no 'tokens' object: is this a ChatGPT login of the Codex CLI?"
+            f"{source}: no 'tokens' object: is this a ChatGPT login of the Codex CLI?"
         )
     access, refresh = tokens.get("access_token"), tokens.get("refresh_token")
     id_token = tokens.get("id_token")
     if not isinstance(access, str) or not isinstance(refresh, str):
-        raise AuthFileError(f"{path}: 'tokens' lacks access_token or refresh_token")
+        raise AuthFileError(f"{source}: 'tokens' lacks access_token or refresh_token")
 
     email, account_id, plan = identity_from_tokens(id_token, access)
     account_id = tokens.get("account_id") or account_id
     if not account_id:
-        raise AuthFileError(f"{path}: no ChatGPT account id in tokens or id token")
+        raise AuthFileError(f"{source}: no ChatGPT account id in tokens or id token")
 
     refreshed_at = now if now is not None else time.time()
     last_refresh = document.get("last_refresh")

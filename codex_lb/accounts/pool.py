@@ -163,12 +163,15 @@ class AccountPool:
         rows = {row.id: row for row in await self._store.list_accounts()}
         for gone in set(self._accounts) - set(rows):
             del self._accounts[gone]
+            self._forget_account_sessions(gone)
         for row in rows.values():
             account = self._accounts.get(row.id)
             if account is None:
                 self._accounts[row.id] = Account.from_row(row)
                 continue
             account.email, account.plan = row.email, row.plan
+            if row.status != ACTIVE:
+                self._forget_account_sessions(row.id)
             account.status, account.pinned = row.status, row.pinned
             account.status_reason, account.status_until = (
                 row.status_reason,
@@ -187,11 +190,16 @@ class AccountPool:
         return True
 
     async def watch(self, interval: float = 1.0) -> None:
-        """Sync with the store forever (a background task)."""
+        """Sync with the store forever (a background task).
+
+        Benches that ran out are lifted here too, so the store (and what the
+        ``accounts list`` command shows) is right even with no traffic.
+        """
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.sync()
+                await self._lift_expired_benches(self._clock())
             except Exception as exc:  # the store may be briefly locked
                 log.warning("account_sync_failed", error=str(exc))
 
@@ -209,8 +217,8 @@ class AccountPool:
         await self._lift_expired_benches(now)
         excluded = set(exclude)
 
-        if session_key is not None:
-            sticky = self._accounts.get(self._sessions.get(session_key, ""))
+        if session_key is not None and session_key in self._sessions:
+            sticky = self._accounts.get(self._sessions[session_key])
             if (
                 sticky is not None
                 and sticky.id not in excluded
@@ -219,11 +227,17 @@ class AccountPool:
             ):
                 self._sessions.move_to_end(session_key)
                 return self._chosen(sticky, "pinned" if sticky.pinned else "full", now)
+            # Its account stopped being usable: the session moves for good.
+            del self._sessions[session_key]
 
         pinned = [a for a in self._accounts.values() if a.pinned]
         selection: Selection | None = None
         if pinned:
-            selection = self._select_from(pinned, "pinned", excluded, now)
+            # Within the pinned pool a cooling-down account is never a last
+            # resort: the full pool may still hold a warm one.
+            selection = self._select_from(
+                pinned, "pinned", excluded, now, last_resort=False
+            )
             if selection.account is None:
                 selection = None
         if selection is None:
@@ -239,15 +253,20 @@ class AccountPool:
         return selection
 
     def _select_from(
-        self, candidates: list[Account], pool: str, excluded: set[str], now: float
+        self,
+        candidates: list[Account],
+        pool: str,
+        excluded: set[str],
+        now: float,
+        last_resort: bool = True,
     ) -> Selection:
         active = [a for a in candidates if a.status == ACTIVE and a.id not in excluded]
         # Accounts cooling down after failures are skipped while another is
         # usable, and used anyway when they are all that is left.
         warm = [a for a in active if a.cooldown_until <= now]
-        usable = warm or active
+        usable = warm or (active if last_resort else [])
         if not usable:
-            outcome = self._why_none(candidates, excluded)
+            outcome = "cooldown" if active else self._why_none(candidates, excluded)
             self._bus.publish(AccountSelected(pool=pool, outcome=outcome))
             return Selection(None, outcome, pool)
 
@@ -262,6 +281,11 @@ class AccountPool:
         return Selection(account, "selected", pool)
 
     def _why_none(self, candidates: list[Account], excluded: set[str]) -> str:
+        """Why no candidate could be selected, as an ``account_selected`` outcome.
+
+        ``all_tried`` means every candidate left was already tried by this
+        request (failover ran out of accounts, not the pool).
+        """
         remaining = [a for a in candidates if a.id not in excluded]
         if not remaining:
             return "no_accounts" if not candidates else "all_tried"
@@ -287,6 +311,20 @@ class AccountPool:
 
     def forget_session(self, session_key: str) -> None:
         self._sessions.pop(session_key, None)
+
+    def sticky_account(self, session_key: str) -> str | None:
+        """The account id a session sticks to, if it has one."""
+        return self._sessions.get(session_key)
+
+    @property
+    def sticky_sessions(self) -> int:
+        return len(self._sessions)
+
+    def _forget_account_sessions(self, account_id: str) -> None:
+        # A session stays only while its account is usable (SPEC section 5).
+        stale = [key for key, held in self._sessions.items() if held == account_id]
+        for key in stale:
+            del self._sessions[key]
 
     # Marks
 
@@ -359,6 +397,7 @@ class AccountPool:
     async def remove(self, account: Account) -> None:
         await self._store.remove_account(account.id)
         self._accounts.pop(account.id, None)
+        self._forget_account_sessions(account.id)
         self._publish_roster()
 
     # Tokens and quota
@@ -367,24 +406,35 @@ class AccountPool:
         account.tokens = tokens
         await self._store.set_tokens(account.id, tokens)
 
-    async def apply_reading(self, account: Account, reading: QuotaReading) -> None:
-        """Keep a new quota reading, publish it, and lift a bench it disproves."""
+    async def apply_reading(
+        self,
+        account: Account,
+        reading: QuotaReading,
+        limit_reached: bool | None = None,
+    ) -> None:
+        """Keep a new quota reading, publish it, and lift a bench it disproves.
+
+        ``limit_reached`` is the usage endpoint's own verdict, when it gave
+        one: a poll saying the limit is reached never lifts a bench.
+        """
         merged = merge_reading(account.quota, reading)
         account.quota = merged
         if merged.plan and merged.plan != account.plan:
             account.plan = merged.plan
         await self._store.record_quota(account.id, merged)
 
-        # A fresh reading with room in every window ends a bench early; a
-        # reading that still shows a full window keeps it.
-        if account.status in BENCHED and reading.source == "poll":
-            full = any(
-                used is not None and used >= 100.0
-                for used in (merged.primary_used_percent, merged.secondary_used_percent)
-            )
-            if not full:
-                await self._set_state(account, AccountState(ACTIVE))
-                log.info("account_bench_lifted", account_id=account.id, by="reading")
+        # A fresh poll with room in every window ends a bench early (the
+        # upstream reset early); one that still shows a window full keeps it.
+        # Only a poll is trusted for this: headers arrive with the very 429
+        # that benched the account.
+        if (
+            account.status in BENCHED
+            and reading.source == "poll"
+            and limit_reached is not True
+            and shows_room(reading, merged, self._clock())
+        ):
+            await self._set_state(account, AccountState(ACTIVE))
+            log.info("account_bench_lifted", account_id=account.id, by="reading")
 
         self._bus.publish(
             QuotaSnapshot(
@@ -419,6 +469,8 @@ class AccountPool:
 
     async def _set_state(self, account: Account, state: AccountState) -> None:
         changed = account.status != state.status
+        if state.status != ACTIVE:
+            self._forget_account_sessions(account.id)
         account.status = state.status
         account.status_reason = state.status_reason
         account.status_until = state.status_until
@@ -430,6 +482,28 @@ class AccountPool:
         self._bus.publish(
             PoolChanged(accounts=tuple(a.info for a in self._accounts.values()))
         )
+
+
+def shows_room(fresh: QuotaReading, merged: QuotaReading, now: float) -> bool:
+    """True when ``fresh`` reports a used percent and no window is full.
+
+    A window the fresh reading does not mention counts with its carried-over
+    value, unless that value's window has already reset.
+    """
+    known = False
+    for slot in ("primary", "secondary"):
+        used = getattr(fresh, f"{slot}_used_percent")
+        if used is not None:
+            known = True
+            if used >= 100.0:
+                return False
+            continue
+        carried = getattr(merged, f"{slot}_used_percent")
+        reset_at = getattr(merged, f"{slot}_reset_at")
+        still_full = carried is not None and carried >= 100.0
+        if still_full and (reset_at is None or reset_at > now):
+            return False
+    return known
 
 
 def _usage_order(account: Account) -> tuple[float, float, float]:

@@ -22,6 +22,9 @@ log = structlog.get_logger("codex_lb.accounts")
 
 # Refresh an access token this long before its expiry.
 EXPIRY_MARGIN_SECONDS = 300.0
+# A token endpoint slower than this fails the refresh (for now, not for good):
+# requests wait on the account's lock meanwhile.
+REFRESH_TIMEOUT = aiohttp.ClientTimeout(total=30.0)
 
 
 class RefreshError(Exception):
@@ -57,11 +60,26 @@ class TokenRefresher:
             return True
         return now - tokens.refreshed_at >= self._refresh_age
 
+    def is_expired(self, account: Account) -> bool:
+        """True when the access token's ``exp`` claim has passed."""
+        expires = account.tokens.access_expires_at
+        return expires is not None and expires <= self._pool.now()
+
     async def ensure_fresh(self, account: Account) -> TokenSet:
-        """The account's tokens, refreshed first if they need it."""
-        if self.needs_refresh(account):
+        """The account's tokens, refreshed first if they need it.
+
+        A refresh that fails for now (not for good) while the access token
+        still works is shrugged off: the token is used and the next request
+        tries again. Raises RefreshError otherwise.
+        """
+        if not self.needs_refresh(account):
+            return account.tokens
+        try:
             return await self.refresh(account, stale=account.tokens)
-        return account.tokens
+        except RefreshError as exc:
+            if exc.permanent or self.is_expired(account):
+                raise
+            return account.tokens
 
     async def refresh(self, account: Account, stale: TokenSet) -> TokenSet:
         """Replace ``stale`` tokens; a no-op if another caller already did.
@@ -96,7 +114,9 @@ class TokenRefresher:
             "scope": "openid profile email",
         }
         try:
-            async with self._session.post(self._token_url, json=body) as response:
+            async with self._session.post(
+                self._token_url, json=body, timeout=REFRESH_TIMEOUT
+            ) as response:
                 text = await response.text()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:

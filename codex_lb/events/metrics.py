@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import aioprometheus
 from aioprometheus.collectors import Collector as PromCollector
 from aioprometheus.formats.text import TEXT_CONTENT_TYPE, TextFormatter
+from aioprometheus.histogram import Histogram as _HistogramState
 
 CONTENT_TYPE = TEXT_CONTENT_TYPE
 
@@ -160,6 +161,13 @@ class Histogram(Metric):
 
     def observe(self, value: float, /, **labels: Any) -> None:
         self._metric.add(self._key(labels), float(value))  # type: ignore[attr-defined]
+
+    def touch(self, **labels: Any) -> None:
+        """Make the series exist with every bucket at 0."""
+        key = self._key(labels)
+        if key not in self._metric.values:
+            bounds: Any = self._metric
+            self._metric.set_value(key, _HistogramState(*bounds.upper_bounds))
 
     def buckets(self, **labels: Any) -> dict[float, float] | None:
         """Cumulative count per upper bound, ``inf`` last; None if unseen."""

@@ -17,13 +17,14 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import aiohttp
 import attrs
 import structlog
 from aiohttp import web
+from multidict import CIMultiDict
 
 from codex_lb.accounts import (
     QUOTA_EXCEEDED,
@@ -32,6 +33,11 @@ from codex_lb.accounts import (
     AccountPool,
     RefreshError,
     TokenRefresher,
+)
+from codex_lb.accounts.aggregate import (
+    pool_quota,
+    quota_headers,
+    replace_quota_headers,
 )
 from codex_lb.accounts.quota import reading_from_headers
 from codex_lb.events import (
@@ -46,7 +52,7 @@ from codex_lb.events import (
 from codex_lb.proxy.errors import error_response
 from codex_lb.proxy.pricing import PriceTable, Usage
 from codex_lb.proxy.request_log import RequestLogBuffer
-from codex_lb.proxy.sse import SSEReader, encode_event
+from codex_lb.proxy.sse import SSEEvent, SSEReader, encode_event
 from codex_lb.proxy.upstream import (
     client_headers,
     error_class,
@@ -63,9 +69,39 @@ log = structlog.get_logger("codex_lb.proxy")
 FAILOVER_CLASSES = frozenset({"rate_limit", "quota", "upstream", "transport"})
 
 
+class StreamTranslator(Protocol):
+    """Turns one upstream Responses stream into what the client asked for.
+
+    The relay keeps failover, the hold-back of opening events, usage and cost
+    accounting and the request events; a translator only decides the bytes
+    the client sees. A streaming translator returns client bytes for each
+    batch of events; a buffered one returns nothing until the terminal event
+    and then gives the whole answer, so its request starts only at the end.
+    """
+
+    buffered: bool
+
+    def translate(self, events: Sequence[SSEEvent]) -> bytes:
+        """Client bytes for these upstream events (always b"" when buffered)."""
+        ...
+
+    def fail(self, code: str, message: str) -> bytes:
+        """Client bytes that end a started stream which broke (streaming)."""
+        ...
+
+    def result(self) -> tuple[int, dict[str, Any]]:
+        """The whole answer after the terminal event: status, JSON (buffered)."""
+        ...
+
+
 @attrs.define
 class ProxyRequest:
-    """A client request, read and checked, ready to send upstream."""
+    """A client request, read and checked, ready to send upstream.
+
+    ``translator``, when set, makes a fresh :class:`StreamTranslator` for
+    each attempt; the upstream stream is then rewritten instead of relayed
+    byte for byte.
+    """
 
     api: str
     upstream_path: str
@@ -78,6 +114,7 @@ class ProxyRequest:
     api_key_id: str | None = None
     method: str = "POST"
     query: str = ""
+    translator: Callable[[], StreamTranslator] | None = None
     request_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
     started_at: float = attrs.field(factory=time.time)
     started_mono: float = attrs.field(factory=time.monotonic)
@@ -233,12 +270,13 @@ class Relay:
         """One account: send, and relay or report the failure."""
         self._bus.publish(AttemptStarted(proxied.request_id, account.id))
         account.inflight += 1
+        sent_tokens = account.tokens
         try:
             result = await self._send(request, proxied, account)
             if isinstance(result, Failure) and result.error_class == "auth":
                 # A 401: refresh the token and try once more on this account.
                 try:
-                    await self._refresher.refresh(account, stale=account.tokens)
+                    await self._refresher.refresh(account, stale=sent_tokens)
                 except RefreshError as exc:
                     return Failure("auth", exc.code, 401, result.body, result.headers)
                 result = await self._send(request, proxied, account)
@@ -295,6 +333,10 @@ class Relay:
                 return await self._read_failure(upstream)
             content_type = upstream.headers.get("Content-Type", "")
             if proxied.stream and content_type.startswith("text/event-stream"):
+                if proxied.translator is not None:
+                    return await self._translate_stream(
+                        request, proxied, account, upstream, proxied.translator()
+                    )
                 return await self._relay_stream(request, proxied, account, upstream)
             return await self._relay_body(request, proxied, account, upstream)
         finally:
@@ -341,7 +383,7 @@ class Relay:
             )
         )
         response = web.Response(
-            status=upstream.status, body=body, headers=client_headers(upstream.headers)
+            status=upstream.status, body=body, headers=self._headers_for(upstream)
         )
         return Outcome(
             upstream.status,
@@ -415,6 +457,96 @@ class Relay:
             pass
         return self._stream_outcome(reader, account, response, None)
 
+    async def _translate_stream(
+        self,
+        request: web.Request,
+        proxied: ProxyRequest,
+        account: Account,
+        upstream: aiohttp.ClientResponse,
+        translator: StreamTranslator,
+    ) -> Outcome | Failure:
+        """Like :meth:`_relay_stream`, with ``translator`` writing the bytes.
+
+        A streaming translator's output is held back with the opening events
+        and sent once content arrives. A buffered translator sends nothing
+        before the terminal event, so any failure before it still moves the
+        request to another account.
+        """
+        reader = SSEReader(parse_all=True)
+        held = bytearray()
+        response: web.StreamResponse | None = None
+
+        try:
+            async for chunk in upstream.content.iter_any():
+                events = reader.feed(chunk)
+                if response is None:
+                    failed = _early_failure(events, self._clock())
+                    if failed is not None:
+                        return failed
+                out = translator.translate(events)
+                if response is None:
+                    held += out
+                    if translator.buffered or not (
+                        reader.saw_content or reader.terminal
+                    ):
+                        continue
+                    response = await self._start_stream(request, upstream)
+                    out, held = bytes(held), bytearray()
+                if out:
+                    await _write(response, out)
+                if reader.overflowed:
+                    break
+            # The last event may lack its blank line: translate it too.
+            events = reader.finish()
+            if response is None:
+                failed = _early_failure(events, self._clock())
+                if failed is not None:
+                    return failed
+            held += translator.translate(events)
+        except _ClientGone:
+            # The client left before (or while) its answer started.
+            return self._stream_outcome(
+                reader,
+                account,
+                response or web.Response(status=499),
+                "client_disconnected",
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            code = (
+                "stream_idle_timeout"
+                if isinstance(exc, TimeoutError)
+                else "stream_incomplete"
+            )
+            if response is None:
+                return Failure("transport", code)
+            await _end_translated(response, translator.fail(code, _failure(code)))
+            return Outcome(200, code, account, None, proxied.model, response)
+
+        if reader.overflowed or reader.terminal is None:
+            code = "event_too_large" if reader.overflowed else "stream_incomplete"
+            if response is None:
+                return Failure("transport", code)
+            await _end_translated(response, translator.fail(code, _failure(code)))
+            return Outcome(200, code, account, None, proxied.model, response)
+
+        if translator.buffered:
+            status, payload = translator.result()
+            headers = self._headers_for(upstream)
+            headers.popall("Content-Type", None)
+            answer = web.json_response(payload, status=status, headers=headers)
+            outcome = self._stream_outcome(reader, account, answer, None)
+            outcome.status_code = status
+            return outcome
+        try:
+            if response is None:
+                response = await self._start_stream(request, upstream)
+        except _ClientGone:
+            return Outcome(
+                499, "client_disconnected", account, response=web.Response(status=499)
+            )
+        await _end_translated(response, bytes(held))
+        return self._stream_outcome(reader, account, response, None)
+
     def _stream_outcome(
         self,
         reader: SSEReader,
@@ -440,7 +572,7 @@ class Relay:
         self, request: web.Request, upstream: aiohttp.ClientResponse
     ) -> web.StreamResponse:
         response = web.StreamResponse(
-            status=upstream.status, headers=client_headers(upstream.headers)
+            status=upstream.status, headers=self._headers_for(upstream)
         )
         try:
             await response.prepare(request)
@@ -452,19 +584,13 @@ class Relay:
         self, response: web.StreamResponse, tail: bytes, code: str
     ) -> None:
         """End a started stream with one clear ``response.failed`` event."""
-        messages = {
-            "stream_incomplete": "the upstream stream ended without a terminal event",
-            "stream_idle_timeout": "the upstream stream went silent past the idle "
-            "timeout (CODEX_LB_STREAM_IDLE_TIMEOUT_SECONDS)",
-            "event_too_large": "an upstream event exceeded the size limit",
-        }
         event = encode_event(
             "response.failed",
             {
                 "type": "response.failed",
                 "response": {
                     "status": "failed",
-                    "error": {"code": code, "message": messages.get(code, code)},
+                    "error": {"code": code, "message": _failure(code)},
                 },
             },
         )
@@ -522,6 +648,13 @@ class Relay:
             else f"the upstream could not be reached ({last.code})"
         )
         return Outcome(502, code, response=error_response(502, code, message))
+
+    def _headers_for(self, upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
+        """The client's response headers, quota headers being the pool's."""
+        headers = client_headers(upstream.headers)
+        quota = pool_quota(self._pool.accounts)
+        replace_quota_headers(headers, quota_headers(quota, self._clock()))
+        return headers
 
     def _ingest_headers(self, account: Account, headers: Mapping[str, str]) -> None:
         reading = reading_from_headers(headers, self._clock())
@@ -632,6 +765,17 @@ class Relay:
             cost_usd=cost,
         )
 
+    async def fetch(self, request: web.Request, proxied: ProxyRequest) -> web.Response:
+        """Serve a JSON request through the pool and return the answer unsent.
+
+        For a route that reshapes the upstream's JSON (``GET /v1/models``);
+        nothing is recorded, as for :meth:`handle` with ``record`` false.
+        """
+        outcome, _ = await self._attempts(request, proxied)
+        response = outcome.response
+        assert isinstance(response, web.Response) and not response.prepared
+        return response
+
     async def close(self) -> None:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
@@ -639,6 +783,29 @@ class Relay:
 
 class _ClientGone(Exception):
     """The client hung up while the relay was writing to it."""
+
+
+_STREAM_FAILURES = {
+    "stream_incomplete": "the upstream stream ended without a terminal event",
+    "stream_idle_timeout": "the upstream stream went silent past the idle "
+    "timeout (CODEX_LB_STREAM_IDLE_TIMEOUT_SECONDS)",
+    "event_too_large": "an upstream event exceeded the size limit",
+}
+
+
+def _failure(code: str) -> str:
+    """The message of a stream that broke with ``code``."""
+    return _STREAM_FAILURES.get(code, code)
+
+
+async def _end_translated(response: web.StreamResponse, last: bytes) -> None:
+    """Write a translated stream's last bytes and end it; a gone client is fine."""
+    try:
+        if last:
+            await response.write(last)
+        await response.write_eof()
+    except (ConnectionError, aiohttp.ClientConnectionResetError):
+        pass
 
 
 async def _write(response: web.StreamResponse | None, chunk: bytes) -> None:

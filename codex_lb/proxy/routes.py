@@ -1,8 +1,7 @@
-"""The proxy's HTTP routes: Codex backend routes and the OpenAI Responses API."""
+"""The proxy's HTTP routes for the Codex backend (``/v1/*``: openai_api.py)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -100,46 +99,7 @@ async def codex_models(request: web.Request) -> web.StreamResponse:
     return await request.app[RELAY_KEY].handle(request, proxied, record=False)
 
 
-async def v1_responses(request: web.Request) -> web.StreamResponse:
-    """``POST /v1/responses``: the OpenAI Responses API, streamed."""
-    try:
-        _, body = await _read_json(request)
-        model = require_model(body)
-    except ClientError as exc:
-        return client_error_response(exc)
-    if body.get("stream") is not True:
-        return client_error_response(
-            ClientError(
-                400,
-                "invalid_request_error",
-                "only streaming requests are served on /v1/responses for now: "
-                'set "stream": true',
-                "invalid_request_error",
-            )
-        )
-    # The Codex backend keeps nothing: store must be false.
-    upstream_body = dict(body, store=False, stream=True)
-    upstream_body.setdefault("instructions", "")
-    proxied = ProxyRequest(
-        api="responses",
-        upstream_path="/codex/responses",
-        body=json.dumps(upstream_body).encode(),
-        content_encoding=None,
-        client_headers={
-            k: v
-            for k, v in request.headers.items()
-            if k.lower() not in ("content-encoding",)
-        },
-        model=model,
-        stream=True,
-        session_key=_session_key(request, body),
-        api_key_id=request.get("api_key_id"),
-    )
-    return await request.app[RELAY_KEY].handle(request, proxied)
-
-
 def add_proxy_routes(app: web.Application) -> None:
     app.router.add_post("/backend-api/codex/responses", codex_responses)
     app.router.add_post("/backend-api/codex/responses/compact", codex_compact)
     app.router.add_get("/backend-api/codex/models", codex_models)
-    app.router.add_post("/v1/responses", v1_responses)

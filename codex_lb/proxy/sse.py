@@ -38,10 +38,14 @@ class SSEEvent:
 class SSEReader:
     """Feed it the stream's bytes; it returns the events completed so far."""
 
-    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+    def __init__(
+        self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, parse_all: bool = False
+    ) -> None:
         self._buffer = bytearray()
         self._scan_from = 0
         self._max_event_bytes = max_event_bytes
+        # A translator (chat.py, assemble.py) reads every event's data.
+        self._parse_all = parse_all
         self.overflowed = False
         self.terminal: SSEEvent | None = None
         self.saw_content = False
@@ -115,8 +119,11 @@ class SSEReader:
         if name in TERMINAL_EVENTS:
             event.data = _json_object(data)
             self.terminal = event
-        elif name not in OPENING_EVENTS:
-            self.saw_content = True
+        else:
+            if self._parse_all:
+                event.data = _json_object(data)
+            if name not in OPENING_EVENTS:
+                self.saw_content = True
         return event
 
 

@@ -7,6 +7,9 @@ can tell which account a proxy picked from the text alone:
 - a prompt holding `SIM_SHELL: <command>` gets a call of the shell tool the
   request offers (`shell_command`, `exec_command` or `shell`), unless the
   tool's output already follows it in `input`;
+- a prompt holding `SIM_TOOL: <name> <json arguments>` gets a call of the
+  function tool `<name>` with those arguments (`{}` when none), when the
+  request offers that tool, unless its output already follows it;
 - an `input` ending in a `function_call_output` gets
   `Hello from <email>. Tool said: <output>`.
 
@@ -27,6 +30,7 @@ from typing import Any, Final
 import attrs
 
 SHELL_MARKER: Final = re.compile(r"SIM_SHELL:[ \t]*(.+)")
+TOOL_MARKER: Final = re.compile(r"SIM_TOOL:[ \t]*(\S+)[ \t]*(.*)")
 
 # Reasoning tokens per visible output token, by `reasoning.effort`.
 REASONING_FACTOR: Final[dict[str, int]] = {
@@ -138,6 +142,18 @@ def plan_answer(body: dict[str, Any], email: str) -> Answer:
     answered = any(
         item.get("type") == "function_call_output" for item in items[last_user + 1 :]
     )
+    tool_marker = TOOL_MARKER.search(prompt)
+    if tool_marker and not answered:
+        name, arguments = tool_marker.group(1), tool_marker.group(2).strip()
+        if name not in _tool_names(body):
+            return Answer(text=f"{greeting} No tool named {name} was offered.")
+        digest = hashlib.sha256(f"{email}:{name}:{arguments}:{len(items)}".encode())
+        return Answer(
+            tool=name,
+            arguments=arguments or "{}",
+            call_id="call_" + digest.hexdigest()[:24],
+        )
+
     if marker and not answered:
         command = marker.group(1).strip()
         offered = _tool_names(body)

@@ -12,11 +12,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from codex_lb.store.models import (
+    AccountActivity,
     AccountRow,
     AccountState,
+    ApiKeyRow,
+    ApiKeyUsage,
     NewAccount,
     QuotaReading,
     RequestLogRow,
+    RequestTotals,
     TokenSet,
 )
 from codex_lb.store.sqlite import SqliteStore
@@ -51,6 +55,17 @@ class Store(Protocol):
         until: float | None = None,
     ) -> list[RequestLogRow]: ...
     async def count_request_logs(self) -> int: ...
+    async def request_totals(
+        self, since: float, until: float | None = None
+    ) -> RequestTotals: ...
+    async def account_activity(self, since: float) -> list[AccountActivity]: ...
+    async def request_models(self, since: float) -> list[str]: ...
+    async def add_api_key(
+        self, name: str, key_hash: str, shown: str, now: float | None = None
+    ) -> ApiKeyRow: ...
+    async def list_api_keys(self) -> list[ApiKeyRow]: ...
+    async def revoke_api_key(self, key_id: str, now: float | None = None) -> bool: ...
+    async def api_key_usage(self, since: float | None = None) -> list[ApiKeyUsage]: ...
     async def load_collector_state(self, collector: str) -> dict[str, Any]: ...
     async def save_collector_state(
         self, collector: str, key: str, value: Any | None
@@ -63,11 +78,15 @@ async def open_store(data_dir: Path) -> Store:
 
 
 __all__ = [
+    "AccountActivity",
     "AccountRow",
     "AccountState",
+    "ApiKeyRow",
+    "ApiKeyUsage",
     "NewAccount",
     "QuotaReading",
     "RequestLogRow",
+    "RequestTotals",
     "Store",
     "TokenSet",
     "open_store",

@@ -89,3 +89,55 @@ class RequestLogRow:
     reasoning_tokens: int | None = None
     cost_usd: float | None = None
     api_key_id: str | None = None
+
+
+@attrs.frozen
+class ApiKeyRow:
+    """A client API key as stored: its hash, never the key.
+
+    ``shown`` is the key's first characters (``sk-clb-`` and four more), to
+    tell keys apart in a list.
+    """
+
+    id: str
+    name: str
+    key_hash: str
+    shown: str
+    created_at: float
+    revoked_at: float | None = None
+
+
+@attrs.frozen
+class ApiKeyUsage:
+    """One client key's requests in the request log."""
+
+    api_key_id: str
+    requests: int
+    errors: int
+    cost_usd: float
+    input_tokens: int
+    output_tokens: int
+    last_request_at: float | None
+
+
+@attrs.frozen
+class RequestTotals:
+    """Sums over the request log in a time range (for the dashboard)."""
+
+    requests: int
+    errors: int
+    cost_usd: float
+    input_tokens: int
+    output_tokens: int
+
+
+@attrs.frozen
+class AccountActivity:
+    """One account's requests in a time range, and its latest error there."""
+
+    account_id: str
+    requests: int
+    errors: int
+    cost_usd: float
+    last_error_code: str | None
+    last_error_at: float | None

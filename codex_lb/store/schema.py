@@ -76,4 +76,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (collector, key)
     );
     """,
+    # 2: client API keys (only a key's SHA-256 is kept), per-key log lookups.
+    """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        shown TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE INDEX request_logs_api_key ON request_logs (api_key_id, started_at);
+    """,
 ]

@@ -21,11 +21,15 @@ import attrs
 
 from codex_lb.store.crypto import TokenCipher
 from codex_lb.store.models import (
+    AccountActivity,
     AccountRow,
     AccountState,
+    ApiKeyRow,
+    ApiKeyUsage,
     NewAccount,
     QuotaReading,
     RequestLogRow,
+    RequestTotals,
     TokenSet,
 )
 from codex_lb.store.schema import MIGRATIONS
@@ -274,6 +278,127 @@ class SqliteStore:
         async with self._db.execute("SELECT COUNT(*) FROM request_logs") as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    # Request-log aggregates (read only, for the dashboard)
+
+    async def request_totals(
+        self, since: float, until: float | None = None
+    ) -> RequestTotals:
+        """Requests, errors, cost and tokens started in [since, until)."""
+        async with self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(status != 'success'), 0), "
+            "COALESCE(SUM(cost_usd), 0.0), COALESCE(SUM(input_tokens), 0), "
+            "COALESCE(SUM(output_tokens), 0) FROM request_logs "
+            "WHERE started_at >= ? AND started_at < ?",
+            (since, float("inf") if until is None else until),
+        ) as cur:
+            row = await cur.fetchone()
+        assert row is not None  # an aggregate always gives one row
+        return RequestTotals(int(row[0]), int(row[1]), float(row[2]), *row[3:])
+
+    async def account_activity(self, since: float) -> list[AccountActivity]:
+        """Per account: requests, errors and cost since ``since``, last error."""
+        async with self._db.execute(
+            "SELECT account_id, COUNT(*), COALESCE(SUM(status != 'success'), 0), "
+            "COALESCE(SUM(cost_usd), 0.0) "
+            "FROM request_logs WHERE started_at >= ? AND account_id IS NOT NULL "
+            "GROUP BY account_id",
+            (since,),
+        ) as cur:
+            totals = await cur.fetchall()
+
+        # SQLite fills the bare columns of a MAX() aggregate from the row that
+        # holds the maximum: each account's latest error code in one scan.
+        async with self._db.execute(
+            "SELECT account_id, error_code, MAX(started_at) FROM request_logs "
+            "WHERE started_at >= ? AND account_id IS NOT NULL "
+            "AND status != 'success' GROUP BY account_id",
+            (since,),
+        ) as cur:
+            last_errors = {r[0]: (r[1], r[2]) for r in await cur.fetchall()}
+        return [
+            AccountActivity(
+                account_id=r[0],
+                requests=int(r[1]),
+                errors=int(r[2]),
+                cost_usd=float(r[3]),
+                last_error_code=last_errors.get(r[0], (None, None))[0],
+                last_error_at=last_errors.get(r[0], (None, None))[1],
+            )
+            for r in totals
+        ]
+
+    async def request_models(self, since: float) -> list[str]:
+        """The models named by requests started since ``since``, sorted."""
+        async with self._db.execute(
+            "SELECT DISTINCT model FROM request_logs "
+            "WHERE started_at >= ? AND model IS NOT NULL ORDER BY model",
+            (since,),
+        ) as cur:
+            return [r[0] for r in await cur.fetchall()]
+
+    # Client API keys
+
+    async def add_api_key(
+        self, name: str, key_hash: str, shown: str, now: float | None = None
+    ) -> ApiKeyRow:
+        """Keep a new key's hash under ``name``; returns its row."""
+        row = ApiKeyRow(
+            id="key_" + uuid.uuid4().hex[:12],
+            name=name,
+            key_hash=key_hash,
+            shown=shown,
+            created_at=time.time() if now is None else now,
+        )
+        await self._db.execute(
+            "INSERT INTO api_keys (id, name, key_hash, shown, created_at) "
+            "VALUES (?,?,?,?,?)",
+            (row.id, row.name, row.key_hash, row.shown, row.created_at),
+        )
+        await self._db.commit()
+        return row
+
+    async def list_api_keys(self) -> list[ApiKeyRow]:
+        """Every key, revoked ones included, oldest first."""
+        async with self._db.execute(
+            "SELECT id, name, key_hash, shown, created_at, revoked_at "
+            "FROM api_keys ORDER BY created_at, id"
+        ) as cur:
+            rows = await cur.fetchall()
+        return [ApiKeyRow(*r) for r in rows]
+
+    async def revoke_api_key(self, key_id: str, now: float | None = None) -> bool:
+        """Revoke key ``key_id``; False if there is no such live key."""
+        cur = await self._db.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (time.time() if now is None else now, key_id),
+        )
+        await self._db.commit()
+        return cur.rowcount > 0
+
+    async def api_key_usage(self, since: float | None = None) -> list[ApiKeyUsage]:
+        """Per client key: requests, errors, cost and tokens since ``since``."""
+        async with self._db.execute(
+            "SELECT api_key_id, COUNT(*), COALESCE(SUM(status != 'success'), 0), "
+            "COALESCE(SUM(cost_usd), 0.0), COALESCE(SUM(input_tokens), 0), "
+            "COALESCE(SUM(output_tokens), 0), MAX(started_at) FROM request_logs "
+            "WHERE api_key_id IS NOT NULL AND started_at >= ? "
+            "GROUP BY api_key_id ORDER BY api_key_id",
+            (float("-inf") if since is None else since,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [
+            ApiKeyUsage(
+                api_key_id=r[0],
+                requests=int(r[1]),
+                errors=int(r[2]),
+                cost_usd=float(r[3]),
+                input_tokens=int(r[4]),
+                output_tokens=int(r[5]),
+                last_request_at=r[6],
+            )
+            for r in rows
+        ]
 
     # Collector state
 

@@ -22,7 +22,8 @@ from codex_lb.proxy.errors import error_response
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KeyCheck = Callable[[str], Awaitable[str | None]]
 
-_OPEN_PATHS = frozenset({"/health"})
+# The admin login form checks the token itself (it sets the cookie below).
+_OPEN_PATHS = frozenset({"/health", "/dashboard/login"})
 
 
 def _is_loopback(address: str | None) -> bool:

@@ -1,0 +1,1 @@
+"""``make bench``: codex-lb measured against a bare aiohttp pass-through."""

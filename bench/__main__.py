@@ -1,0 +1,455 @@
+"""``python -m bench``: measure codex-lb against the floor and print a table.
+
+Three phases, each with its own emulator (fast short answers, fast long
+answers, slow answers), codex-lb and reference pass-through, all separate
+processes on loopback; within a phase the targets are measured in rotating
+order so a noisy moment of the machine hits them alike. Selection and
+request-log writes are measured in this process. Everything started is
+stopped, and the temporary directory removed, even on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import aiohttp
+
+from bench import inprocess, load
+from bench.report import Row, render
+from bench.services import Stack, cpu_seconds, rss_bytes
+
+CODEX_PATH = "/backend-api/codex/responses"
+LAG_METRIC = re.compile(rb"^codex_lb_event_loop_lag_seconds(?:\{[^}]*\})? (\S+)", re.M)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    add = parser.add_argument
+    add("--rounds", type=int, default=200, help="TTFB requests per target")
+    add("--warmup", type=int, default=20, help="TTFB warm-up requests per target")
+    add("--seconds", type=float, default=3.0, help="length of one throughput run")
+    add("--repeats", type=int, default=3, help="throughput runs per target")
+    add("--concurrency", default="32,256", help="throughput client counts")
+    add("--long-events", type=int, default=200, help="text deltas per long answer")
+    add("--long-concurrency", type=int, default=8, help="clients for long streams")
+    add("--streams", type=int, default=1000, help="concurrent slow streams")
+    add("--stream-delay-ms", type=float, default=100.0, help="slow event spacing")
+    add("--stream-events", type=int, default=80, help="text deltas per slow answer")
+    add("--pool", type=int, default=4, help="accounts codex-lb routes over")
+    add("--accounts", type=int, default=300, help="accounts for /metrics, select")
+    add("--selection-calls", type=int, default=5000)
+    add("--log-rows", type=int, default=50000, help="request-log rows to write")
+    add("--no-wrk", action="store_true", help="use the aiohttp client, not wrk")
+    add("--json", type=Path, help="also write the figures to this file")
+    add("--smoke", action="store_true", help="tiny numbers: checks it still runs")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.warmup, args.seconds, args.repeats = 10, 2, 1.0, 1
+        args.concurrency, args.long_events, args.long_concurrency = "4,8", 20, 2
+        args.streams, args.stream_delay_ms, args.stream_events = 20, 20.0, 10
+        args.accounts, args.selection_calls, args.log_rows = 12, 200, 1000
+    args.concurrency = [int(c) for c in str(args.concurrency).split(",") if c]
+    args.pool = min(args.pool, args.accounts)
+    return args
+
+
+class LagWatcher:
+    """Scrapes codex-lb's event-loop lag gauge while load runs; keeps the max."""
+
+    INTERVAL_SECONDS = 0.5
+    MAX_SAMPLES = 2000
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self.samples: list[float] = []
+        self.available = True
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._watch(), name="lag-watcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(self.MAX_SAMPLES):
+                try:
+                    async with session.get(self._url) as response:
+                        text = await response.read()
+                except aiohttp.ClientError:
+                    text = b""
+                match = LAG_METRIC.search(text)
+                if match is None:
+                    self.available = False
+                    return
+                self.samples.append(float(match.group(1)))
+                await asyncio.sleep(self.INTERVAL_SECONDS)
+
+
+async def phase_short(args: argparse.Namespace, work: Path, out: dict[str, Any]):
+    """TTFB, throughput, then /metrics once the pool holds ``--accounts``."""
+    stack = Stack(work / "short", ["--fast"], args.accounts)
+    STACKS.append(stack)
+    (work / "short").mkdir()
+    await stack.start(import_count=args.pool)
+    headers = stack.direct_headers()
+    targets = {
+        "direct": stack.sim_url + CODEX_PATH,
+        "codex-lb": stack.lb_url + CODEX_PATH,
+        "reference": stack.ref_url + CODEX_PATH,
+    }
+    samples = await load.ttfb(targets, headers, args.rounds, args.warmup)
+    out["ttfb_ms"] = {name: load.summary(values) for name, values in samples.items()}
+
+    watcher = LagWatcher(stack.lb_url + "/metrics")
+    watcher.start()
+    meter = load.Throughput(work / "short", headers, use_wrk=not args.no_wrk)
+    out["throughput_client"] = meter.client
+    pids = {"codex-lb": stack.service("codex-lb").pid}
+    pids["reference"] = stack.service("reference").pid
+    out["throughput"] = {}
+    for concurrency in args.concurrency:
+        await stack.reset_usage(args.pool)
+        rates: dict[str, list[float]] = {"codex-lb": [], "reference": []}
+        cpu: dict[str, list[float]] = {"codex-lb": [], "reference": []}
+        for repeat in range(args.repeats):
+            order = ["codex-lb", "reference"][:: 1 if repeat % 2 == 0 else -1]
+            for name in order:
+                before = cpu_seconds(pids[name])
+                rate = await meter.run(
+                    targets[name], concurrency, args.seconds, load.SHORT_PROMPT
+                )
+                used = cpu_seconds(pids[name]) - before
+                rates[name].append(rate)
+                cpu[name].append(used / max(1.0, rate * args.seconds) * 1e6)
+        direct = await meter.run(
+            targets["direct"], concurrency, args.seconds, load.SHORT_PROMPT
+        )
+        out["throughput"][concurrency] = {
+            "direct": direct,
+            **{name: statistics.median(v) for name, v in rates.items()},
+            "cpu_us": {name: statistics.median(v) for name, v in cpu.items()},
+        }
+    await watcher.stop()
+    out.setdefault("lag", []).extend(watcher.samples)
+    out["lag_available"] = watcher.available
+
+    out["metrics"] = await measure_metrics(args, stack)
+    stack.stop()
+
+
+async def measure_metrics(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
+    """Import the rest of the accounts, send traffic, then time ``/metrics``."""
+    await stack.import_accounts(stack.auth_files[args.pool : args.accounts])
+    async with aiohttp.ClientSession() as session:
+        # Account commands reach a running server within about 2 s.
+        deadline = time.monotonic() + 15
+        count = 0
+        while time.monotonic() < deadline:
+            async with session.get(stack.lb_url + "/api/accounts") as response:
+                count = len((await response.json())["accounts"])
+            if count >= args.accounts:
+                break
+            await asyncio.sleep(0.25)
+        payload = load.body(load.SHORT_PROMPT)
+        for _ in range(min(args.accounts, 300)):
+            async with session.post(stack.lb_url + CODEX_PATH, data=payload) as r:
+                await r.read()
+
+        times, size = [], 0
+        for _ in range(30):
+            started = time.perf_counter()
+            async with session.get(stack.lb_url + "/metrics") as response:
+                text = await response.read()
+                status = response.status
+            times.append((time.perf_counter() - started) * 1000)
+            size = len(text)
+        if status != 200:
+            return {"available": False, "accounts": count}
+    return {"available": True, "accounts": count, "size": size, **load.summary(times)}
+
+
+async def phase_long(args: argparse.Namespace, work: Path, out: dict[str, Any]):
+    """Events relayed per second on long, fast streams."""
+    directory = work / "long"
+    directory.mkdir()
+    stack = Stack(directory, ["--fast", "--events", str(args.long_events)], args.pool)
+    STACKS.append(stack)
+    await stack.start(import_count=args.pool)
+    headers = stack.direct_headers()
+    url = stack.sim_url + CODEX_PATH
+    events = await load.events_per_answer(url, headers, load.LONG_PROMPT)
+    meter = load.Throughput(directory, headers, use_wrk=not args.no_wrk)
+    watcher = LagWatcher(stack.lb_url + "/metrics")
+    watcher.start()
+    rates: dict[str, list[float]] = {"codex-lb": [], "reference": []}
+    for repeat in range(args.repeats):
+        order = [("codex-lb", stack.lb_url), ("reference", stack.ref_url)]
+        for name, base in order[:: 1 if repeat % 2 == 0 else -1]:
+            rate = await meter.run(
+                base + CODEX_PATH, args.long_concurrency, args.seconds, load.LONG_PROMPT
+            )
+            rates[name].append(rate * events)
+    direct = await meter.run(url, args.long_concurrency, args.seconds, load.LONG_PROMPT)
+    await watcher.stop()
+    out.setdefault("lag", []).extend(watcher.samples)
+    out["events_per_answer"] = events
+    out["events_per_second"] = {
+        "direct": direct * events,
+        **{name: statistics.median(v) for name, v in rates.items()},
+    }
+    stack.stop()
+
+
+async def phase_slow(args: argparse.Namespace, work: Path, out: dict[str, Any]):
+    """Peak memory with ``--streams`` slow streams open at once."""
+    directory = work / "slow"
+    directory.mkdir()
+    sim_args = [
+        "--event-delay-ms",
+        str(args.stream_delay_ms),
+        "--events",
+        str(args.stream_events),
+    ]
+    stack = Stack(directory, sim_args, args.pool)
+    STACKS.append(stack)
+    await stack.start(import_count=args.pool)
+    headers = stack.direct_headers()
+    timeout = 60.0 + args.stream_events * args.stream_delay_ms / 1000
+    out["memory"] = {}
+    for name, base in (("codex-lb", stack.lb_url), ("reference", stack.ref_url)):
+        pid = stack.service(name).pid
+        idle, _ = rss_bytes(pid)
+        peak = idle
+        watcher = LagWatcher(stack.lb_url + "/metrics")
+        if name == "codex-lb":
+            watcher.start()
+
+        async def sample(pid: int = pid) -> None:
+            # Sample while every stream is open, then keep the kernel's peak.
+            nonlocal peak
+            for _ in range(20):
+                peak = max(peak, rss_bytes(pid)[0])
+                await asyncio.sleep(0.1)
+
+        completed, opened, seconds = await load.open_streams(
+            base + CODEX_PATH, headers, args.streams, sample, timeout
+        )
+        peak = max(peak, rss_bytes(pid)[1])
+        await watcher.stop()
+        out.setdefault("lag", []).extend(watcher.samples)
+        out["memory"][name] = {
+            "idle": idle,
+            "peak": peak,
+            "opened": opened,
+            "completed": completed,
+            "open_seconds": seconds,
+        }
+    stack.stop()
+
+
+async def phase_inprocess(args: argparse.Namespace, work: Path, out: dict[str, Any]):
+    timings = await inprocess.selection_ms(
+        work / "select", args.accounts, args.selection_calls
+    )
+    out["selection_ms"] = load.summary(timings)
+    out["request_log_rows_per_second"] = await inprocess.request_log_rows_per_second(
+        work / "request-log", args.log_rows, seconds=30
+    )
+
+
+def table(args: argparse.Namespace, out: dict[str, Any]) -> str:
+    ttfb = out["ttfb_ms"]
+    added = {
+        q: {n: ttfb[n][q] - ttfb["direct"][q] for n in ("codex-lb", "reference")}
+        for q in ("p50", "p99")
+    }
+    rows = [
+        Row("TTFB direct to emulator p50", "ms", ttfb["direct"]["p50"], digits=3),
+        Row(
+            "added TTFB p50",
+            "ms",
+            added["p50"]["codex-lb"],
+            added["p50"]["reference"],
+            "<= 1.3x ref",
+            lambda lb, ref: lb <= 1.3 * ref,
+            3,
+        ),
+        Row(
+            "added TTFB p99",
+            "ms",
+            added["p99"]["codex-lb"],
+            added["p99"]["reference"],
+            "< 5 ms",
+            lambda lb, _ref: lb < 5.0,
+            3,
+        ),
+    ]
+    for concurrency, figures in out["throughput"].items():
+        rows.append(
+            Row(
+                f"throughput, {concurrency} clients",
+                "req/s",
+                figures["codex-lb"],
+                figures["reference"],
+                ">= 0.7x ref",
+                lambda lb, ref: lb >= 0.7 * ref,
+                0,
+                note=f"emulator alone: {figures['direct']:,.0f} req/s",
+            )
+        )
+        cpu = figures["cpu_us"]
+        rows.append(
+            Row(
+                f"proxy CPU per request, {concurrency} clients",
+                "us",
+                cpu["codex-lb"],
+                cpu["reference"],
+                digits=0,
+            )
+        )
+    events = out["events_per_second"]
+    rows.append(
+        Row(
+            "events relayed, long streams",
+            "events/s",
+            events["codex-lb"],
+            events["reference"],
+            digits=0,
+            note=f"{out['events_per_answer']} events per answer, "
+            f"{args.long_concurrency} clients; "
+            f"emulator alone: {events['direct']:,.0f} events/s",
+        )
+    )
+    memory = out["memory"]
+    lb_mem, ref_mem = memory["codex-lb"], memory["reference"]
+    rows.append(
+        Row(
+            f"peak RSS, {args.streams} open streams",
+            "MB",
+            lb_mem["peak"] / 2**20,
+            ref_mem["peak"] / 2**20,
+            "< 150 MB",
+            lambda lb, _ref: lb < 150,
+            1,
+            note=f"idle {lb_mem['idle'] / 2**20:.1f} MB (reference "
+            f"{ref_mem['idle'] / 2**20:.1f}); streams open at once "
+            f"{lb_mem['opened']} / {ref_mem['opened']}, completed "
+            f"{lb_mem['completed']} / {ref_mem['completed']}",
+        )
+    )
+    lag = out.get("lag") or []
+    rows.append(
+        Row(
+            "longest event-loop stall under load",
+            "ms",
+            max(lag) * 1000 if lag and out.get("lag_available") else None,
+            target="<= 50 ms",
+            met=lambda lb, _ref: lb <= 50,
+            digits=1,
+            note=f"max of {len(lag)} scrapes of codex_lb_event_loop_lag_seconds "
+            "during the throughput, long and slow phases",
+        )
+    )
+    metrics = out["metrics"]
+    available = metrics.get("available")
+    rows.append(
+        Row(
+            f"/metrics GET, {metrics.get('accounts')} accounts, p50",
+            "ms",
+            metrics["p50"] if available else None,
+            target="< 25 ms",
+            met=lambda lb, _ref: lb < 25,
+            note=(
+                f"max {metrics['max']:.2f} ms, body {metrics['size'] / 1024:.1f} KiB"
+                if available
+                else "/metrics not served"
+            ),
+        )
+    )
+    if available:
+        rows.append(Row("/metrics size", "KiB", metrics["size"] / 1024, digits=1))
+    selection = out["selection_ms"]
+    rows.append(
+        Row(
+            f"account selection, {args.accounts} accounts, p99",
+            "ms",
+            selection["p99"],
+            target="< 0.2 ms",
+            met=lambda lb, _ref: lb < 0.2,
+            digits=4,
+            note=f"p50 {selection['p50']:.4f} ms, in-process AccountPool.select",
+        )
+    )
+    rows.append(
+        Row(
+            "request-log rows written",
+            "rows/s",
+            out["request_log_rows_per_second"],
+            digits=0,
+        )
+    )
+    notes = [
+        f"throughput client: {out['throughput_client']}; {args.seconds:g} s runs, "
+        f"median of {args.repeats}, proxy CPU from /proc",
+        "TTFB: time to the first body byte, sequential, "
+        f"{args.rounds} requests per target, order rotating",
+        "all processes share this machine's cores: load generator, emulator "
+        "and proxy compete, alike for codex-lb and the reference",
+    ]
+    return render(rows, notes)
+
+
+STACKS: list[Stack] = []
+
+
+async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    started = time.monotonic()
+    for phase in (phase_short, phase_long, phase_slow, phase_inprocess):
+        print(f"bench: {phase.__name__} ...", file=sys.stderr, flush=True)
+        await phase(args, work, out)
+    out["seconds"] = time.monotonic() - started
+    return out
+
+
+def _terminate(_signum: int, _frame: Any) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    work = Path(tempfile.mkdtemp(prefix="codex-lb-bench-"))
+    try:
+        out = asyncio.run(run(args, work))
+    except KeyboardInterrupt:
+        print("bench: interrupted, cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        for stack in STACKS:
+            stack.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print(table(args, out))
+    print(f"(whole run: {out['seconds']:.0f} s)")
+    if args.json is not None:
+        args.json.write_text(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

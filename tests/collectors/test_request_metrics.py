@@ -1,0 +1,156 @@
+"""RequestMetrics and AccountTraffic on the real proxy and emulator (C08, C10)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from codex_lb.events.testing import CollectorHarness
+from codex_lb.sim import Fault
+from collectors.request_metrics import RequestMetrics
+from tests.collectors.events import finished
+from tests.collectors.scrape import parse, scrape_text, scrape_until, total
+from tests.conftest import LB
+
+CODEX = "/backend-api/codex/responses"
+REQUESTS = "codex_lb_proxy_requests_total"
+
+
+def turn(model: str = "gpt-5", stream: bool = True) -> dict[str, Any]:
+    return {
+        "model": model,
+        "instructions": "",
+        "input": [
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "hello"}],
+            }
+        ],
+        "stream": stream,
+        "store": False,
+    }
+
+
+def completed_usage(raw: bytes) -> dict[str, Any]:
+    """The usage of the ``response.completed`` event of a stream."""
+    for line in raw.split(b"\n"):
+        if line.startswith(b"data: "):
+            data = json.loads(line[6:])
+            if data.get("type") == "response.completed":
+                return dict(data["response"]["usage"])
+    raise AssertionError("no response.completed")
+
+
+def gpt5_cost(usage: dict[str, Any]) -> float:
+    cached = usage["input_tokens_details"]["cached_tokens"]
+    fresh = usage["input_tokens"] - cached
+    return (fresh * 1.25 + cached * 0.125 + usage["output_tokens"] * 10.0) / 1e6
+
+
+class TestUnit:
+    async def test_one_event_counts_everywhere_once(self) -> None:
+        """A finished request adds one count, its tokens, cost and latency."""
+        harness = await CollectorHarness.start(RequestMetrics)
+
+        harness.feed(finished(latency_ms=250.0))
+
+        labels = {"status": "success", "model": "gpt-5", "api": "codex"}
+        assert harness.sample(REQUESTS, labels) == 1
+        tokens = "codex_lb_proxy_tokens_total"
+        assert harness.sample(tokens, {"kind": "input", "model": "gpt-5"}) == 100
+        assert harness.sample(tokens, {"kind": "cached_input", "model": "gpt-5"}) == 20
+        assert harness.sample(tokens, {"kind": "output", "model": "gpt-5"}) == 10
+        assert harness.sample(tokens, {"kind": "reasoning", "model": "gpt-5"}) == 4
+        assert (
+            harness.sample("codex_lb_proxy_cost_usd_total", {"model": "gpt-5"}) == 0.5
+        )
+        latency = "codex_lb_proxy_latency_ms_bucket"
+        assert (
+            harness.sample(latency, {"model": "gpt-5", "api": "codex", "le": "250.0"})
+            == 1
+        )
+        assert (
+            harness.sample(latency, {"model": "gpt-5", "api": "codex", "le": "100.0"})
+            == 0
+        )
+
+    async def test_error_counts_its_code_and_no_tokens(self) -> None:
+        """An error adds to the error counter and no tokens or cost."""
+        harness = await CollectorHarness.start(RequestMetrics)
+
+        harness.feed(
+            finished("error", error_code="upstream_error", cost=None, tokens=None)
+        )
+
+        assert (
+            harness.sample(
+                "codex_lb_proxy_errors_total", {"error_code": "upstream_error"}
+            )
+            == 1
+        )
+        assert "codex_lb_proxy_tokens_total{" not in harness.text()
+
+
+class TestOnTheProxy:
+    async def test_c08_one_request_one_count(self, lb: LB) -> None:
+        """Three requests, one with a failover: +3 requests, +1 retry (C08)."""
+        a = lb.pool.get(lb.ids["a@example.com"])
+        assert a is not None
+        before = parse(await scrape_text(lb))
+
+        first = await lb.client.post(CODEX, json=turn())
+        usages = [completed_usage(await first.read())]
+        second = await lb.client.post(
+            "/backend-api/codex/responses/compact", json=turn(stream=False)
+        )
+        usages.append(dict((await second.json())["usage"]))
+        # The third request's first account answers 500 before any byte.
+        await lb.pool.set_pinned(a, True)
+        lb.emulator.add_fault("a@example.com", Fault.status(500, {"error": {}}))
+        third = await lb.client.post(CODEX, json=turn())
+        usages.append(completed_usage(await third.read()))
+        after = await scrape_until(lb, lambda s: total(s, REQUESTS) >= 3)
+
+        def grew(name: str, **labels: str) -> float:
+            return total(after, name, **labels) - total(before, name, **labels)
+
+        assert [first.status, second.status, third.status] == [200, 200, 200]
+        assert grew(REQUESTS) == 3
+        assert grew(REQUESTS, status="success") == 3
+        assert grew("codex_lb_proxy_retries_total") == 1
+        assert grew("codex_lb_proxy_retries_total", error_class="upstream") == 1
+        assert grew("codex_lb_proxy_account_retries_total", account_id=a.id) == 1
+        tokens = "codex_lb_proxy_tokens_total"
+        assert grew(tokens, kind="input") == sum(u["input_tokens"] for u in usages)
+        assert grew(tokens, kind="output") == sum(u["output_tokens"] for u in usages)
+        assert grew("codex_lb_proxy_cost_usd_total") == pytest.approx(
+            sum(gpt5_cost(u) for u in usages), rel=1e-9
+        )
+        assert grew("codex_lb_proxy_latency_ms_count") == 3
+        assert grew("codex_lb_proxy_account_requests_total") == 3
+
+    async def test_c10_junk_models_do_not_grow_the_output(self, lb: LB) -> None:
+        """1000 junk model names, then 5 gpt-5: bounded labels, a few KB (C10)."""
+        await lb.client.post(CODEX, json=turn())
+        start = len(await scrape_text(lb))
+
+        for i in range(1000):
+            response = await lb.client.post(CODEX, json=turn(f"gpt-5-typo-{i}"))
+            await response.read()
+        for _ in range(5):
+            response = await lb.client.post(CODEX, json=turn())
+            await response.read()
+        samples = await scrape_until(lb, lambda s: total(s, REQUESTS) >= 1006)
+        end = len(await scrape_text(lb))
+
+        models = {
+            dict(labels)["model"]
+            for (_name, labels) in samples
+            if "model" in dict(labels)
+        }
+        assert total(samples, REQUESTS) == 1006
+        assert models <= {"gpt-5", "other"}
+        assert end - start < 4096

@@ -1,0 +1,32 @@
+"""RoutingMetrics: selections and marks."""
+
+from __future__ import annotations
+
+from codex_lb.events import AccountMarked, AccountSelected
+from codex_lb.events.testing import CollectorHarness
+from collectors.routing_metrics import RoutingMetrics
+
+
+class TestRouting:
+    async def test_selections_and_marks(self) -> None:
+        """Each event counts once under its labels; permanent ones by code."""
+        harness = await CollectorHarness.start(RoutingMetrics)
+
+        harness.feed(
+            AccountSelected("full", "selected", "a"),
+            AccountSelected("pinned", "all_limited"),
+            AccountMarked("a", "rate_limit", "rate_limit_exceeded"),
+            AccountMarked("a", "permanent_failure", "invalid_grant"),
+        )
+
+        select = "codex_lb_lb_select_total"
+        assert harness.sample(select, {"pool": "full", "outcome": "selected"}) == 1
+        assert harness.sample(select, {"pool": "pinned", "outcome": "all_limited"}) == 1
+        assert harness.sample("codex_lb_lb_mark_total", {"event": "rate_limit"}) == 1
+        assert harness.sample("codex_lb_lb_mark_total", {"event": "error"}) == 0
+        assert (
+            harness.sample(
+                "codex_lb_lb_mark_permanent_failure_total", {"code": "invalid_grant"}
+            )
+            == 1
+        )

@@ -1,0 +1,156 @@
+"""WeeklyUsage: the weekly gauges and the reset-aware counter (C06, C07)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codex_lb.events import UsageRefreshFailed
+from codex_lb.events.testing import CollectorHarness
+from codex_lb.store import open_store
+from collectors.routing_metrics import RoutingMetrics
+from collectors.weekly_usage import WeeklyUsage
+from tests.collectors.events import info, roster, weekly
+
+R = 1_800_000_000.0
+W = R + 7 * 24 * 3600
+ACC = {"account_id": "acc-1"}
+PROGRESS = "codex_lb_secondary_used_percent_increase_total"
+RESETS = "codex_lb_secondary_resets_total"
+USED = "codex_lb_secondary_used_percent"
+
+
+async def started() -> CollectorHarness:
+    harness = await CollectorHarness.start(WeeklyUsage)
+    harness.feed(roster(info()))
+    return harness
+
+
+class TestCounter:
+    @pytest.mark.parametrize(
+        ("readings", "expected", "resets"),
+        [
+            (
+                [(10, R), (40, R), (35, R), (42, R), (5, W), (7, W)],
+                [0, 30, 30, 32, 32, 97],
+                1,
+            ),
+            ([(46, R), (0, W), (46, R), (46, R)], [0, 0, 0, 0], 0),
+            ([(30, R), (31, R + 3 * 3600)], [0, 1], 0),
+            ([(80, R), (85, R), (0, R), (8, R)], [0, 5, 5, 13], 0),
+        ],
+    )
+    async def test_spec_cases_through_the_collector(
+        self, readings: list[tuple[float, float]], expected: list[float], resets: int
+    ) -> None:
+        """The exported counter follows every worked case of SPEC 7 (C06)."""
+        harness = await started()
+
+        after = []
+        for used, reset_at in readings:
+            harness.feed(weekly(used, reset_at))
+            after.append(harness.sample(PROGRESS, ACC))
+
+        assert after == pytest.approx(expected, abs=1e-9)
+        assert harness.sample(RESETS, ACC) == resets
+
+    async def test_gauges_show_the_baseline_not_a_stray(self) -> None:
+        """A stray fresh-window reading leaves used, reset and credits alone."""
+        harness = await started()
+        harness.feed(weekly(46, R), weekly(0, W))
+
+        assert harness.sample(USED, ACC) == 46
+        assert harness.sample("codex_lb_secondary_reset_at_seconds", ACC) == R
+        assert harness.sample("codex_lb_secondary_remaining_credits", ACC) == (
+            pytest.approx(7560 * 0.54)
+        )
+        assert harness.sample("codex_lb_secondary_window_minutes", ACC) == 10080
+
+    async def test_remaining_credits_follow_the_plan(self) -> None:
+        """A pro account's remaining credits come from 50 400 a week."""
+        harness = await CollectorHarness.start(WeeklyUsage)
+        pro = info(plan="pro")
+        harness.feed(roster(pro), weekly(25, R, account=pro))
+
+        assert harness.sample("codex_lb_secondary_remaining_credits", ACC) == 37800
+
+    async def test_known_account_counters_start_at_zero(self) -> None:
+        """A known account without readings has its counters at 0, no gauges."""
+        harness = await started()
+
+        assert harness.sample(PROGRESS, ACC) == 0
+        assert harness.sample(RESETS, ACC) == 0
+        assert harness.sample(USED, ACC) is None
+
+    async def test_removed_account_loses_series_and_state(self) -> None:
+        """Removing an account drops all its series and its saved baseline."""
+        harness = await started()
+        harness.feed(weekly(10, R), weekly(20, R))
+
+        harness.feed(roster())
+
+        assert "acc-1" not in harness.text()
+        assert harness.host.collectors[0].state.items() == []  # type: ignore[attr-defined]
+
+
+class TestRestartAndFailedPolls:
+    async def test_restart_neither_loses_nor_double_counts(
+        self, tmp_path: Path
+    ) -> None:
+        """Baseline and held reading come back from the store after a restart."""
+        store = await open_store(tmp_path / "d")
+        first = await CollectorHarness.start(WeeklyUsage, store=store)
+        first.feed(roster(info()), weekly(10, R), weekly(40, R), weekly(5, W))
+        await first.settle()
+        await store.close()
+
+        store = await open_store(tmp_path / "d")
+        try:
+            second = await CollectorHarness.start(WeeklyUsage, store=store)
+            second.feed(roster(info()))
+            assert second.sample(USED, ACC) == 40
+
+            second.feed(weekly(7, W))
+            await second.settle()
+        finally:
+            await store.close()
+
+        # Before: 30. After the restart the held (5, W) is confirmed by
+        # (7, W): (100 - 40) + 5 + 2 = 67 in the new process's counter.
+        assert second.sample(PROGRESS, ACC) == 67
+        assert second.sample(RESETS, ACC) == 1
+
+    async def test_c07_failed_polls_change_nothing(self, tmp_path: Path) -> None:
+        """(87, R), three failed polls, then (88, R): counter 0, 0, 1 (C07)."""
+        store = await open_store(tmp_path / "d")
+        try:
+            usage = await CollectorHarness.start(WeeklyUsage, store=store)
+            routing = await CollectorHarness.start(RoutingMetrics)
+            usage.feed(roster(info()), weekly(87, R))
+            seen = [usage.sample(PROGRESS, ACC)]
+            gauges = [usage.sample(USED, ACC)]
+
+            for reason in ("http_502", "timeout", "invalid_json"):
+                failure = UsageRefreshFailed(account_id="acc-1", reason=reason)
+                usage.feed(failure)
+                routing.feed(failure)
+                seen.append(usage.sample(PROGRESS, ACC))
+                gauges.append(usage.sample(USED, ACC))
+
+            usage.feed(weekly(88, R))
+            seen.append(usage.sample(PROGRESS, ACC))
+            await usage.settle()
+        finally:
+            await store.close()
+
+        assert seen == [0, 0, 0, 0, 1]
+        assert gauges == [87, 87, 87, 87]
+        assert usage.sample(RESETS, ACC) == 0
+        for reason in ("http_502", "timeout", "invalid_json"):
+            assert (
+                routing.sample(
+                    "codex_lb_usage_refresh_failures_total", {"reason": reason}
+                )
+                == 1
+            )

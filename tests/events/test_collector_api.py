@@ -1,0 +1,170 @@
+"""The collector API: discovery, registration, state and the harness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codex_lb.events import EventBus, Retry
+from codex_lb.events.collector_api import (
+    CollectorContext,
+    CollectorError,
+    CollectorHost,
+    CollectorState,
+    discover,
+    import_collector,
+)
+from codex_lb.events.testing import CollectorHarness
+from codex_lb.store import Store, open_store
+from collectors import BUILTIN
+
+
+class Retries:
+    """A collector counting retries by class."""
+
+    def register(self, ctx: CollectorContext) -> None:
+        self.counter = ctx.counter(
+            "codex_lb_proxy_retries_total", "Retries.", ("error_class",)
+        )
+
+    def retry(self, event: Retry) -> None:
+        self.counter.inc(error_class=event.error_class)
+
+
+class AsyncRetries:
+    """An async collector with async registration and a different metric."""
+
+    async def register(self, ctx: CollectorContext) -> None:
+        self.counter = ctx.counter("test_async_retries_total", "Retries.")
+
+    async def retry(self, event: Retry) -> None:
+        self.counter.inc()
+
+
+class Typo:
+    def register(self, ctx: CollectorContext) -> None:
+        pass
+
+    def request_finshed(self, event: Any) -> None:
+        pass
+
+
+def retry_event(error_class: str = "upstream") -> Retry:
+    return Retry(
+        request_id="r1", account_id="acc-1", api="codex", error_class=error_class
+    )
+
+
+class TestRegistration:
+    async def test_duplicate_metric_is_refused_naming_both(self) -> None:
+        """A metric name registered twice stops start-up naming both owners."""
+        host = CollectorHost(EventBus())
+        await host.add_all(BUILTIN)
+
+        with pytest.raises(CollectorError) as caught:
+            await host.add(Retries)
+
+        message = str(caught.value)
+        assert "'codex_lb_proxy_retries_total'" in message
+        assert "tests.events.test_collector_api:Retries" in message
+        assert "collectors.request_metrics:RequestMetrics" in message
+
+    async def test_builtin_collectors_register_together(self) -> None:
+        """Every built-in collector registers without a name clash."""
+        host = CollectorHost(EventBus())
+
+        await host.add_all(BUILTIN)
+
+        assert len(host.collectors) == len(BUILTIN)
+
+    async def test_counter_without_total_is_refused(self) -> None:
+        """A counter must be named ``..._total`` exactly once."""
+
+        class Bad:
+            def register(self, ctx: CollectorContext) -> None:
+                ctx.counter("codex_lb_bad", "Bad.")
+
+        with pytest.raises(CollectorError, match="_total"):
+            await CollectorHost(EventBus()).add(Bad)
+
+    async def test_misspelt_handler_is_refused(self) -> None:
+        """A method one letter away from an event name is reported."""
+        with pytest.raises(CollectorError, match="did you mean 'request_finished'"):
+            await CollectorHost(EventBus()).add(Typo)
+
+
+class TestDiscovery:
+    def test_spec_loads_class(self) -> None:
+        """``module:Class`` names a class."""
+        assert import_collector("tests.events.test_collector_api:Retries") is Retries
+
+    @pytest.mark.parametrize(
+        ("spec", "words"),
+        [
+            ("nocolon", "must be module:Class"),
+            ("no_such_module_xyz:Thing", "cannot import module"),
+            ("tests.events.test_collector_api:Missing", "has no class 'Missing'"),
+        ],
+    )
+    def test_bad_spec_is_one_clear_line(self, spec: str, words: str) -> None:
+        """A bad spec names the variable, the value and the problem on one line."""
+        with pytest.raises(CollectorError) as caught:
+            discover([spec])
+
+        [line] = caught.value.problems
+        assert line.startswith(f"CODEX_LB_COLLECTORS={spec!r}: ")
+        assert words in line
+        assert "\n" not in line
+
+    def test_builtins_come_first_and_once(self) -> None:
+        """Built-ins keep their order and a spec repeating one adds nothing."""
+        classes = discover(["collectors.inflight:Inflight"], BUILTIN)
+
+        assert classes == BUILTIN
+
+
+class TestHarness:
+    async def test_feed_and_sample(self) -> None:
+        """A fed event shows in the sample; an unknown series is None."""
+        harness = await CollectorHarness.start(Retries)
+
+        harness.feed(retry_event(), retry_event(), retry_event("quota"))
+
+        assert (
+            harness.sample("codex_lb_proxy_retries_total", {"error_class": "upstream"})
+            == 2
+        )
+        assert (
+            harness.sample("codex_lb_proxy_retries_total", {"error_class": "x"}) is None
+        )
+
+    async def test_async_handlers_are_awaited_by_settle(self) -> None:
+        """Async registration and handlers work; ``settle`` waits for them."""
+        harness = await CollectorHarness.start(AsyncRetries)
+
+        harness.feed(retry_event())
+        await harness.settle()
+
+        assert harness.sample("test_async_retries_total") == 1
+
+
+class TestState:
+    async def test_state_survives_reopening_the_store(self, tmp_path: Path) -> None:
+        """Values set by a collector are read back after the store reopens."""
+        store: Store = await open_store(tmp_path / "d")
+        state = await CollectorState.load("c:C", store)
+        state.set("a", {"x": 1})
+        state.set("b", 2)
+        state.set("b", None)
+        await state.flush()
+        await store.close()
+
+        store = await open_store(tmp_path / "d")
+        try:
+            again = await CollectorState.load("c:C", store)
+        finally:
+            await store.close()
+
+        assert again.items() == [("a", {"x": 1})]

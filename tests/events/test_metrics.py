@@ -1,0 +1,84 @@
+"""Typed metrics and the escaping text exposition."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from codex_lb.events.collector_api import MetricRegistry
+from codex_lb.events.metrics import MetricError
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+class TestExposition:
+    def test_label_value_round_trips(self) -> None:
+        """A quote, a backslash and a newline survive rendering and parsing."""
+        registry = MetricRegistry()
+        gauge = registry.gauge("t", "codex_lb_x", "Help with \\ and\nnewline.", ("v",))
+        nasty = 'a"b\\c\nd'
+        gauge.set(1, v=nasty)
+
+        text = registry.render().decode()
+
+        assert samples(text) == {("codex_lb_x", (("v", nasty),)): 1.0}
+        assert "# HELP codex_lb_x Help with \\\\ and\\nnewline." in text
+
+    def test_counter_is_named_total_once(self) -> None:
+        """A counter keeps the name it was given, ``_total`` exactly once."""
+        registry = MetricRegistry()
+        registry.counter("t", "codex_lb_things_total", "Things.").inc(2)
+
+        text = registry.render().decode()
+
+        assert "codex_lb_things_total 2\n" in text
+        assert "_total_total" not in text
+
+    def test_value_on_bucket_bound_lands_in_that_bucket(self) -> None:
+        """``le`` is inclusive and the +Inf bucket equals the count."""
+        registry = MetricRegistry()
+        hist = registry.histogram("t", "codex_lb_h", "H.", ("api",), (10.0, 100.0))
+        for value in (10.0, 10.5, 100.0, 1000.0):
+            hist.observe(value, api="codex")
+
+        got = samples(registry.render().decode())
+
+        assert got[("codex_lb_h_bucket", (("api", "codex"), ("le", "10.0")))] == 1
+        assert got[("codex_lb_h_bucket", (("api", "codex"), ("le", "100.0")))] == 3
+        assert got[("codex_lb_h_bucket", (("api", "codex"), ("le", "+Inf")))] == 4
+        assert got[("codex_lb_h_count", (("api", "codex"),))] == 4
+        assert got[("codex_lb_h_sum", (("api", "codex"),))] == 1120.5
+
+
+class TestMetric:
+    def test_wrong_labels_are_refused(self) -> None:
+        """An update naming the wrong labels fails where it is made."""
+        counter = MetricRegistry().counter("t", "codex_lb_c_total", "C.", ("a",))
+
+        with pytest.raises(MetricError, match="takes labels"):
+            counter.inc(b="x")
+
+    def test_counter_cannot_go_down(self) -> None:
+        """A negative increment is refused."""
+        counter = MetricRegistry().counter("t", "codex_lb_c_total", "C.")
+
+        with pytest.raises(MetricError):
+            counter.inc(-1)
+
+    def test_remove_where_drops_matching_series(self) -> None:
+        """Series are removed by a partial label match."""
+        counter = MetricRegistry().counter(
+            "t", "codex_lb_c_total", "C.", ("account_id", "status")
+        )
+        counter.inc(account_id="a", status="success")
+        counter.inc(account_id="a", status="error")
+        counter.inc(account_id="b", status="error")
+
+        assert counter.remove_where(account_id="a") == 2
+        assert list(counter.series()) == [{"account_id": "b", "status": "error"}]

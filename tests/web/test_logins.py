@@ -1,0 +1,83 @@
+"""Dashboard logins: progress, storing the account, and failures.
+
+The OAuth flows belong to the accounts part; here a small stand-in plays the
+operator finishing a login at the emulator, so only the dashboard's side
+(progress, storing the account, routing) is under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import attrs
+
+from codex_lb.accounts.identity import account_from_auth_document
+from codex_lb.sim import SimAccount
+from codex_lb.store import NewAccount
+from codex_lb.web.logins import LoginFlows
+from tests.conftest import LB
+
+
+@attrs.define
+class OperatorLogin:
+    """A login that ends when the test says the operator signed in."""
+
+    document: dict[str, object]
+    verification_url: str | None = "http://127.0.0.1/device"
+    user_code: str | None = "ABCD-1234"
+    signed_in: asyncio.Event = attrs.Factory(asyncio.Event)
+    failure: Exception | None = None
+
+    async def wait(self) -> NewAccount:
+        await self.signed_in.wait()
+        if self.failure is not None:
+            raise self.failure
+        return account_from_auth_document(self.document, "login")
+
+
+class TestLoginFlows:
+    async def test_progress_then_the_account_routes(self, lb: LB) -> None:
+        """A flow waits with its code, then stores the account the login gave."""
+        lb.emulator.add_account(SimAccount.make("c@example.com"))
+        login = OperatorLogin(lb.emulator.auth_json("c@example.com"))
+        hints: list[str | None] = []
+
+        async def starter(mode: str, hint: str | None) -> OperatorLogin:
+            hints.append(hint)
+            return login
+
+        flows = LoginFlows(lb.pool, lb.store, starter)
+        flow = await flows.start("device", lb.ids["a@example.com"])
+        waiting = (flow.status, flow.user_code)
+        login.signed_in.set()
+        for _ in range(100):
+            if flow.status != "waiting":
+                break
+            await asyncio.sleep(0.01)
+
+        assert hints == ["a@example.com"]
+        assert waiting == ("waiting", "ABCD-1234")
+        assert (flow.status, flow.email) == ("complete", "c@example.com")
+        assert flows.get(flow.id) is flow
+        stored = lb.pool.get(flow.result_account_id or "")
+        assert stored is not None and stored.email == "c@example.com"
+        await flows.close()
+
+    async def test_a_failed_login_says_why(self, lb: LB) -> None:
+        """A login that fails ends as failed with the error's message."""
+        login = OperatorLogin({}, failure=RuntimeError("access_denied"))
+
+        async def starter(mode: str, hint: str | None) -> OperatorLogin:
+            return login
+
+        flows = LoginFlows(lb.pool, lb.store, starter)
+        flow = await flows.start("browser")
+        login.signed_in.set()
+        for _ in range(100):
+            if flow.status != "waiting":
+                break
+            await asyncio.sleep(0.01)
+
+        assert (flow.status, flow.error) == ("failed", "access_denied")
+        assert len(lb.pool.accounts) == 2
+        await flows.close()
