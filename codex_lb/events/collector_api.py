@@ -28,9 +28,9 @@ from codex_lb.events.bus import EventBus
 from codex_lb.events.metrics import (
     CONTENT_TYPE,
     Counter,
+    ExpositionRenderer,
     Gauge,
     Histogram,
-    render,
 )
 from codex_lb.events.records import EVENT_NAMES, Event
 
@@ -140,6 +140,7 @@ class MetricRegistry:
     def __init__(self) -> None:
         self.prometheus = aioprometheus.Registry()
         self._owners: dict[str, str] = {}
+        self._renderer = ExpositionRenderer()
 
     def owner(self, name: str) -> str | None:
         return self._owners.get(name)
@@ -188,7 +189,7 @@ class MetricRegistry:
         return Histogram(metric, labels)
 
     def render(self) -> bytes:
-        return render(self.prometheus)
+        return self._renderer.render(self.prometheus)
 
 
 class CollectorContext:
