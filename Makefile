@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CODEX := .tools/codex/node_modules/.bin/codex
 
-.PHONY: run test lint format typecheck codex prometheus sim bench demo soak clean
+.PHONY: run test lint format typecheck codex prometheus chromium sim bench bench-dashboard demo soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,21 @@ prometheus:
 	      prometheus >/dev/null); \
 	  else echo "install Debian's prometheus package to run the Prometheus tests"; fi; }
 
-test: $(STAMP) codex prometheus
+# Debian's chromium for the dashboard's browser tests (Playwright drives it;
+# it never downloads a browser of its own).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+	      chromium >/dev/null); \
+	  else echo "install Debian's chromium package to run the browser tests"; fi; }
+
+# `make bench-dashboard`: the dashboard API with 300 accounts and 100 000
+# request-log rows (goal: page data under 100 ms). Not part of `make test`.
+bench-dashboard: $(STAMP)
+	$(BIN)/python -m bench.dashboard_api $(BENCH_ARGS)
+
+test: $(STAMP) codex prometheus chromium
 	CODEX_LB_TEST_CODEX=$(abspath $(CODEX)) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -69,3 +83,16 @@ compose-check: $(STAMP) prometheus
 	promtool check config --syntax-only compose/prometheus.yml
 	promtool check rules compose/alerts/codex-lb.rules.yml
 	promtool test rules compose/alerts/codex-lb.rules.test.yml
+
+# `make bench`: codex-lb against a bare aiohttp pass-through (bench/), a few
+# minutes. Uses Debian's wrk as load generator when it can (installed here
+# when run as root), else a Python client; BENCH_ARGS passes options, e.g.
+# BENCH_ARGS="--phases short --rounds 500". Not part of `make test`.
+bench: $(STAMP)
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y -qq --no-install-recommends wrk >/dev/null 2>&1 || \
+	     (apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+	       wrk >/dev/null)) || echo "no wrk: using the Python load client"; \
+	  else echo "install Debian's wrk for honest throughput figures"; fi; }
+	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import signal
@@ -26,10 +27,11 @@ from typing import Any, NoReturn
 import aiohttp
 
 from bench import inprocess, load
-from bench.report import Row, render
+from bench.report import table
 from bench.services import Stack, cpu_seconds, rss_bytes
 
 CODEX_PATH = "/backend-api/codex/responses"
+PHASES = ("short", "long", "slow", "inprocess")
 LAG_METRIC = re.compile(rb"^codex_lb_event_loop_lag_seconds(?:\{[^}]*\})? (\S+)", re.M)
 
 
@@ -53,6 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--no-wrk", action="store_true", help="use the aiohttp client, not wrk")
     add("--json", type=Path, help="also write the figures to this file")
     add("--smoke", action="store_true", help="tiny numbers: checks it still runs")
+    add(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"which phases to run, of {','.join(PHASES)}",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.warmup, args.seconds, args.repeats = 10, 2, 1.0, 1
@@ -61,6 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.accounts, args.selection_calls, args.log_rows = 12, 200, 1000
     args.concurrency = [int(c) for c in str(args.concurrency).split(",") if c]
     args.pool = min(args.pool, args.accounts)
+    args.phases = [p for p in str(args.phases).split(",") if p]
+    unknown = sorted(set(args.phases) - set(PHASES))
+    if unknown:
+        parser.error(f"--phases: unknown {', '.join(unknown)}; use {', '.join(PHASES)}")
     return args
 
 
@@ -145,7 +156,7 @@ async def phase_short(args: argparse.Namespace, work: Path, out: dict[str, Any])
             "cpu_us": {name: statistics.median(v) for name, v in cpu.items()},
         }
     await watcher.stop()
-    out.setdefault("lag", []).extend(watcher.samples)
+    out["lag"]["throughput"] = watcher.samples
     out["lag_available"] = watcher.available
 
     out["metrics"] = await measure_metrics(args, stack)
@@ -206,7 +217,7 @@ async def phase_long(args: argparse.Namespace, work: Path, out: dict[str, Any]):
             rates[name].append(rate * events)
     direct = await meter.run(url, args.long_concurrency, args.seconds, load.LONG_PROMPT)
     await watcher.stop()
-    out.setdefault("lag", []).extend(watcher.samples)
+    out["lag"]["long"] = watcher.samples
     out["events_per_answer"] = events
     out["events_per_second"] = {
         "direct": direct * events,
@@ -251,7 +262,8 @@ async def phase_slow(args: argparse.Namespace, work: Path, out: dict[str, Any]):
         )
         peak = max(peak, rss_bytes(pid)[1])
         await watcher.stop()
-        out.setdefault("lag", []).extend(watcher.samples)
+        if name == "codex-lb":
+            out["lag"]["slow"] = watcher.samples
         out["memory"][name] = {
             "idle": idle,
             "peak": peak,
@@ -272,157 +284,25 @@ async def phase_inprocess(args: argparse.Namespace, work: Path, out: dict[str, A
     )
 
 
-def table(args: argparse.Namespace, out: dict[str, Any]) -> str:
-    ttfb = out["ttfb_ms"]
-    added = {
-        q: {n: ttfb[n][q] - ttfb["direct"][q] for n in ("codex-lb", "reference")}
-        for q in ("p50", "p99")
-    }
-    rows = [
-        Row("TTFB direct to emulator p50", "ms", ttfb["direct"]["p50"], digits=3),
-        Row(
-            "added TTFB p50",
-            "ms",
-            added["p50"]["codex-lb"],
-            added["p50"]["reference"],
-            "<= 1.3x ref",
-            lambda lb, ref: lb <= 1.3 * ref,
-            3,
-        ),
-        Row(
-            "added TTFB p99",
-            "ms",
-            added["p99"]["codex-lb"],
-            added["p99"]["reference"],
-            "< 5 ms",
-            lambda lb, _ref: lb < 5.0,
-            3,
-        ),
-    ]
-    for concurrency, figures in out["throughput"].items():
-        rows.append(
-            Row(
-                f"throughput, {concurrency} clients",
-                "req/s",
-                figures["codex-lb"],
-                figures["reference"],
-                ">= 0.7x ref",
-                lambda lb, ref: lb >= 0.7 * ref,
-                0,
-                note=f"emulator alone: {figures['direct']:,.0f} req/s",
-            )
-        )
-        cpu = figures["cpu_us"]
-        rows.append(
-            Row(
-                f"proxy CPU per request, {concurrency} clients",
-                "us",
-                cpu["codex-lb"],
-                cpu["reference"],
-                digits=0,
-            )
-        )
-    events = out["events_per_second"]
-    rows.append(
-        Row(
-            "events relayed, long streams",
-            "events/s",
-            events["codex-lb"],
-            events["reference"],
-            digits=0,
-            note=f"{out['events_per_answer']} events per answer, "
-            f"{args.long_concurrency} clients; "
-            f"emulator alone: {events['direct']:,.0f} events/s",
-        )
-    )
-    memory = out["memory"]
-    lb_mem, ref_mem = memory["codex-lb"], memory["reference"]
-    rows.append(
-        Row(
-            f"peak RSS, {args.streams} open streams",
-            "MB",
-            lb_mem["peak"] / 2**20,
-            ref_mem["peak"] / 2**20,
-            "< 150 MB",
-            lambda lb, _ref: lb < 150,
-            1,
-            note=f"idle {lb_mem['idle'] / 2**20:.1f} MB (reference "
-            f"{ref_mem['idle'] / 2**20:.1f}); streams open at once "
-            f"{lb_mem['opened']} / {ref_mem['opened']}, completed "
-            f"{lb_mem['completed']} / {ref_mem['completed']}",
-        )
-    )
-    lag = out.get("lag") or []
-    rows.append(
-        Row(
-            "longest event-loop stall under load",
-            "ms",
-            max(lag) * 1000 if lag and out.get("lag_available") else None,
-            target="<= 50 ms",
-            met=lambda lb, _ref: lb <= 50,
-            digits=1,
-            note=f"max of {len(lag)} scrapes of codex_lb_event_loop_lag_seconds "
-            "during the throughput, long and slow phases",
-        )
-    )
-    metrics = out["metrics"]
-    available = metrics.get("available")
-    rows.append(
-        Row(
-            f"/metrics GET, {metrics.get('accounts')} accounts, p50",
-            "ms",
-            metrics["p50"] if available else None,
-            target="< 25 ms",
-            met=lambda lb, _ref: lb < 25,
-            note=(
-                f"max {metrics['max']:.2f} ms, body {metrics['size'] / 1024:.1f} KiB"
-                if available
-                else "/metrics not served"
-            ),
-        )
-    )
-    if available:
-        rows.append(Row("/metrics size", "KiB", metrics["size"] / 1024, digits=1))
-    selection = out["selection_ms"]
-    rows.append(
-        Row(
-            f"account selection, {args.accounts} accounts, p99",
-            "ms",
-            selection["p99"],
-            target="< 0.2 ms",
-            met=lambda lb, _ref: lb < 0.2,
-            digits=4,
-            note=f"p50 {selection['p50']:.4f} ms, in-process AccountPool.select",
-        )
-    )
-    rows.append(
-        Row(
-            "request-log rows written",
-            "rows/s",
-            out["request_log_rows_per_second"],
-            digits=0,
-        )
-    )
-    notes = [
-        f"throughput client: {out['throughput_client']}; {args.seconds:g} s runs, "
-        f"median of {args.repeats}, proxy CPU from /proc",
-        "TTFB: time to the first body byte, sequential, "
-        f"{args.rounds} requests per target, order rotating",
-        "all processes share this machine's cores: load generator, emulator "
-        "and proxy compete, alike for codex-lb and the reference",
-    ]
-    return render(rows, notes)
-
-
 STACKS: list[Stack] = []
 
 
 async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     started = time.monotonic()
-    for phase in (phase_short, phase_long, phase_slow, phase_inprocess):
-        print(f"bench: {phase.__name__} ...", file=sys.stderr, flush=True)
-        await phase(args, work, out)
+    out["load_before"] = os.getloadavg()
+    out["lag"] = {}
+    runners = {
+        "short": phase_short,
+        "long": phase_long,
+        "slow": phase_slow,
+        "inprocess": phase_inprocess,
+    }
+    for name in PHASES:
+        if name in args.phases:
+            print(f"bench: {name} phase ...", file=sys.stderr, flush=True)
+            await runners[name](args, work, out)
+    out["load_after"] = os.getloadavg()
     out["seconds"] = time.monotonic() - started
     return out
 

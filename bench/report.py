@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import attrs
@@ -77,3 +78,215 @@ def render(rows: list[Row], notes: list[str]) -> str:
         lines.append("missed: " + "; ".join(missed))
     lines += [f"- {note}" for note in notes]
     return "\n".join(lines)
+
+
+def table(args: Any, out: dict[str, Any]) -> str:
+    """Rows for every phase that ran, then the notes."""
+    rows: list[Row] = []
+    notes: list[str] = []
+    if "ttfb_ms" in out:
+        rows += _ttfb_rows(out)
+    if "throughput" in out:
+        rows += _throughput_rows(out)
+        notes.append(
+            f"throughput client: {out['throughput_client']}; {args.seconds:g} s "
+            f"runs, median of {args.repeats} per target, order alternating; "
+            "proxy CPU per request from /proc"
+        )
+    if "events_per_second" in out:
+        rows += _events_rows(args, out)
+    if "memory" in out:
+        rows += _memory_rows(args, out)
+    if out.get("lag"):
+        rows += _lag_rows(out)
+    if "metrics" in out:
+        rows += _metrics_rows(out)
+    if "selection_ms" in out:
+        rows += _inprocess_rows(args, out)
+    if "ttfb_ms" in out:
+        notes.append(
+            "TTFB: time to the first body byte, sequential requests, "
+            f"{args.rounds} per target, order rotating each round"
+        )
+    before, after = out["load_before"][0], out["load_after"][0]
+    notes.append(
+        f"load generator, emulator and proxies share this machine's {_cores()} "
+        f"cores, alike for codex-lb and the reference; 1-min load average "
+        f"{before:.2f} at start, {after:.2f} at end"
+    )
+    return render(rows, notes)
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+def _ttfb_rows(out: dict[str, Any]) -> list[Row]:
+    ttfb = out["ttfb_ms"]
+    added = {
+        q: {n: ttfb[n][q] - ttfb["direct"][q] for n in ("codex-lb", "reference")}
+        for q in ("p50", "p99")
+    }
+    return [
+        Row(
+            "TTFB calling the emulator directly, p50",
+            "ms",
+            ttfb["direct"]["p50"],
+            digits=3,
+            note=f"p99 {ttfb['direct']['p99']:.3f} ms",
+        ),
+        Row(
+            "added TTFB p50",
+            "ms",
+            added["p50"]["codex-lb"],
+            added["p50"]["reference"],
+            "<= 1.3x ref",
+            lambda lb, ref: lb <= 1.3 * ref,
+            3,
+        ),
+        Row(
+            "added TTFB p99",
+            "ms",
+            added["p99"]["codex-lb"],
+            added["p99"]["reference"],
+            "< 5 ms",
+            lambda lb, _ref: lb < 5.0,
+            3,
+        ),
+    ]
+
+
+def _throughput_rows(out: dict[str, Any]) -> list[Row]:
+    rows = []
+    for concurrency, figures in out["throughput"].items():
+        rows.append(
+            Row(
+                f"throughput, short streams, {concurrency} clients",
+                "req/s",
+                figures["codex-lb"],
+                figures["reference"],
+                ">= 0.7x ref",
+                lambda lb, ref: lb >= 0.7 * ref,
+                0,
+                note=f"emulator alone: {figures['direct']:,.0f} req/s",
+            )
+        )
+        cpu = figures["cpu_us"]
+        rows.append(
+            Row(
+                f"proxy CPU per request, {concurrency} clients",
+                "us",
+                cpu["codex-lb"],
+                cpu["reference"],
+                digits=0,
+            )
+        )
+    return rows
+
+
+def _events_rows(args: Any, out: dict[str, Any]) -> list[Row]:
+    events = out["events_per_second"]
+    return [
+        Row(
+            "events relayed, long streams",
+            "events/s",
+            events["codex-lb"],
+            events["reference"],
+            digits=0,
+            note=f"{out['events_per_answer']} events per answer, "
+            f"{args.long_concurrency} clients; "
+            f"emulator alone: {events['direct']:,.0f} events/s",
+        )
+    ]
+
+
+def _memory_rows(args: Any, out: dict[str, Any]) -> list[Row]:
+    lb, ref = out["memory"]["codex-lb"], out["memory"]["reference"]
+    return [
+        Row(
+            f"peak RSS, {args.streams} open streams",
+            "MB",
+            lb["peak"] / 2**20,
+            ref["peak"] / 2**20,
+            "< 150 MB",
+            lambda lb, _ref: lb < 150,
+            1,
+            note=f"idle {lb['idle'] / 2**20:.1f} MB (reference "
+            f"{ref['idle'] / 2**20:.1f}); streams open at once "
+            f"{lb['opened']} / {ref['opened']}, completed "
+            f"{lb['completed']} / {ref['completed']} (codex-lb / reference)",
+        )
+    ]
+
+
+def _lag_rows(out: dict[str, Any]) -> list[Row]:
+    lag: dict[str, list[float]] = out["lag"]
+    worst = {phase: max(values) * 1000 for phase, values in lag.items() if values}
+    available = out.get("lag_available", True) and bool(worst)
+    return [
+        Row(
+            "longest event-loop stall under load",
+            "ms",
+            max(worst.values()) if available else None,
+            target="<= 50 ms",
+            met=lambda lb, _ref: lb <= 50,
+            digits=1,
+            note=(
+                f"max of {sum(map(len, lag.values()))} scrapes of "
+                "codex_lb_event_loop_lag_seconds (one probe each 0.5 s); worst "
+                "by phase: "
+                + ", ".join(f"{phase} {ms:.1f} ms" for phase, ms in worst.items())
+                if available
+                else "codex_lb_event_loop_lag_seconds not in /metrics"
+            ),
+        )
+    ]
+
+
+def _metrics_rows(out: dict[str, Any]) -> list[Row]:
+    metrics = out["metrics"]
+    if not metrics.get("available"):
+        return [
+            Row(
+                "/metrics GET",
+                "ms",
+                None,
+                target="< 25 ms",
+                met=lambda lb, _ref: lb < 25,
+                note="/metrics not served",
+            )
+        ]
+    return [
+        Row(
+            f"/metrics GET, {metrics['accounts']} accounts, p50",
+            "ms",
+            metrics["p50"],
+            target="< 25 ms",
+            met=lambda lb, _ref: lb < 25,
+            note=f"max {metrics['max']:.2f} ms over 30 scrapes, loopback HTTP included",
+        ),
+        Row("/metrics size", "KiB", metrics["size"] / 1024, digits=1),
+    ]
+
+
+def _inprocess_rows(args: Any, out: dict[str, Any]) -> list[Row]:
+    selection = out["selection_ms"]
+    return [
+        Row(
+            f"account selection, {args.accounts} accounts, p50",
+            "ms",
+            selection["p50"],
+            target="< 0.2 ms",
+            met=lambda lb, _ref: lb < 0.2,
+            digits=4,
+            note=f"p99 {selection['p99']:.4f} ms, max {selection['max']:.4f} ms; "
+            f"in-process AccountPool.select, {args.selection_calls} calls",
+        ),
+        Row(
+            "request-log rows written",
+            "rows/s",
+            out["request_log_rows_per_second"],
+            digits=0,
+            note="RequestLogBuffer.add then flush to SQLite, in-process",
+        ),
+    ]

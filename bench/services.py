@@ -144,7 +144,8 @@ class Stack:
             CODEX_LB_UPSTREAM_BASE_URL=f"{self.sim_url}/backend-api",
             CODEX_LB_AUTH_BASE_URL=self.sim_url,
             CODEX_LB_USAGE_REFRESH_INTERVAL_SECONDS="0",
-            CODEX_LB_LOG_LEVEL="warning",
+            # The defaults an operator runs with: a JSON line per request.
+            CODEX_LB_LOG_LEVEL="info",
             CODEX_LB_LOG_FORMAT="json",
         )
         for name in list(self.lb_env):
@@ -199,10 +200,10 @@ class Stack:
             self.work,
         )
         self.services.append(sim)
+        script = str(HERE / "reference_proxy.py")
         ref = Service(
             "reference",
-            [self._python, str(HERE / "reference_proxy.py"), str(self.ref_port)]
-            + [self.sim_url],
+            [self._python, script, str(self.ref_port), self.sim_url],
             dict(os.environ),
             self.work,
         )
@@ -211,7 +212,9 @@ class Stack:
         self.auth_files = sorted(auth_dir.glob("*/auth.json"), key=_sim_order)
 
         await self.import_accounts(self.auth_files[:import_count])
-        lb = Service("codex-lb", [self._python, "-m", "codex_lb"], self.lb_env, self.work)
+        lb = Service(
+            "codex-lb", [self._python, "-m", "codex_lb"], self.lb_env, self.work
+        )
         self.services.append(lb)
         await lb.wait_ready(f"{self.lb_url}/health")
         await ref.wait_ready(f"{self.ref_url}/_sim/accounts")

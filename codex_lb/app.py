@@ -143,10 +143,12 @@ async def create_app(
     add_openai_routes(app)
     add_key_routes(app, store)
     add_api_routes(app)
-    add_dashboard_routes(app, store, settings)
+    add_dashboard_routes(app, store, settings, session)
 
     # --- collectors and /metrics (owned by the metrics work) ---
-    collector_host = CollectorHost(bus, store, settings.metrics_account_identity_mode)
+    collector_host = CollectorHost(
+        bus, store, settings.metrics_account_identity_mode, clock=clock
+    )
     try:
         await collector_host.add_all(discover(settings.collector_specs, BUILTIN))
     except BaseException:

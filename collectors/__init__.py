@@ -7,6 +7,8 @@ from collectors.account_traffic import AccountTraffic
 from collectors.inflight import Inflight
 from collectors.primary_usage import PrimaryUsage
 from collectors.process_health import ProcessHealth
+from collectors.quota_forecast import QuotaForecast
+from collectors.quota_snapshot_age import QuotaSnapshotAge
 from collectors.request_metrics import RequestMetrics
 from collectors.routing_metrics import RoutingMetrics
 from collectors.weekly_usage import WeeklyUsage
@@ -20,6 +22,8 @@ BUILTIN: list[type] = [
     RoutingMetrics,
     Inflight,
     ProcessHealth,
+    QuotaSnapshotAge,
+    QuotaForecast,
 ]
 
 __all__ = [
@@ -29,6 +33,8 @@ __all__ = [
     "Inflight",
     "PrimaryUsage",
     "ProcessHealth",
+    "QuotaForecast",
+    "QuotaSnapshotAge",
     "RequestMetrics",
     "RoutingMetrics",
     "WeeklyUsage",

@@ -45,13 +45,14 @@ class Query:
     instant: bool = False
     # The column (or series) name in the panel; tables rename by it.
     label: str = ""
-    # Grafana's minimum step for this query, e.g. "1d" for daily totals.
-    interval: str = ""
 
 
 @attrs.frozen
 class Panel:
-    """One panel: a kind (timeseries, stat, table, barchart), its queries."""
+    """One panel: a kind (timeseries, stat, table), its queries and look.
+
+    `interval` is Grafana's minimum interval, e.g. "1d" for daily totals.
+    """
 
     title: str
     kind: str
@@ -906,7 +907,7 @@ DASHBOARDS = (OVERVIEW, ACCOUNTS, ROUTING, ESTIMATION, ACTIVITY)
 
 def _layout(items: Iterable[Panel | Row]) -> list[tuple[Panel | Row, dict[str, int]]]:
     """Place panels left to right, wrapping at 24 columns; rows span the width."""
-    placed = []
+    placed: list[tuple[Panel | Row, dict[str, int]]] = []
     x = y = band = 0
     for item in items:
         if isinstance(item, Row):
@@ -925,7 +926,7 @@ def _layout(items: Iterable[Panel | Row]) -> list[tuple[Panel | Row, dict[str, i
     return placed
 
 
-def _target(query: Query, ref: str, table: bool) -> dict[str, Any]:
+def _target(query: Query, ref: str, panel: Panel) -> dict[str, Any]:
     target: dict[str, Any] = {
         "datasource": DATASOURCE,
         "refId": ref,
@@ -935,10 +936,12 @@ def _target(query: Query, ref: str, table: bool) -> dict[str, Any]:
         "instant": query.instant,
         "editorMode": "code",
     }
-    if table:
+    if panel.kind == "table":
         target["format"] = "table"
-    if query.interval:
-        target["interval"] = query.interval
+    # Grafana's "Min step": with the panel's minimum interval it makes daily
+    # panels evaluate once a day, on the range's whole-day boundaries.
+    if panel.interval:
+        target["interval"] = panel.interval
     return target
 
 
@@ -982,7 +985,7 @@ def _panel_json(panel: Panel, panel_id: int, grid: dict[str, int]) -> dict[str, 
         "gridPos": grid,
         "datasource": DATASOURCE,
         "targets": [
-            _target(query, ref, table)
+            _target(query, ref, panel)
             for ref, query in zip(refs, panel.queries, strict=True)
         ],
         "fieldConfig": {"defaults": {"unit": panel.unit or "short"}, "overrides": []},

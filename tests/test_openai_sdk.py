@@ -327,7 +327,9 @@ class TestErrors:
         await lb.app[KEYS_KEY].load()
         base_url = str(lb.client.make_url("/v1"))
 
-        async with openai.AsyncOpenAI(base_url=base_url, api_key=key) as client:
+        async with openai.AsyncOpenAI(
+            base_url=base_url, api_key=key, max_retries=0
+        ) as client:
             await client.responses.create(model="gpt-5", input="hi")
 
         [logged] = await lb.request_logs()

@@ -16,6 +16,7 @@ import asyncio
 import importlib
 import importlib.metadata
 import inspect
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -193,7 +194,11 @@ class MetricRegistry:
 
 
 class CollectorContext:
-    """What a collector gets in ``register``: its metrics, state and settings."""
+    """What a collector gets in ``register``: its metrics, state and settings.
+
+    ``clock`` is the application's clock (epoch seconds); a collector that
+    ages or forecasts reads the time from it, never from ``time.time``.
+    """
 
     def __init__(
         self,
@@ -201,10 +206,12 @@ class CollectorContext:
         registry: MetricRegistry,
         state: CollectorState,
         identity_mode: IdentityMode,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = name
         self.state = state
         self.identity_mode = identity_mode
+        self.clock = clock
         self._registry = registry
 
     def counter(self, name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
@@ -274,11 +281,13 @@ class CollectorHost:
         bus: EventBus,
         store: StateStore | None = None,
         identity_mode: IdentityMode = IdentityMode.EMAIL,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.bus = bus
         self.registry = MetricRegistry()
         self._store = store
         self._identity_mode = identity_mode
+        self._clock = clock
         self._collectors: list[object] = []
         self._states: list[CollectorState] = []
         self._tasks: list[asyncio.Task[Any]] = []
@@ -302,7 +311,9 @@ class CollectorHost:
         _check_handlers(collector, name)
 
         state = await CollectorState.load(name, self._store)
-        ctx = CollectorContext(name, self.registry, state, self._identity_mode)
+        ctx = CollectorContext(
+            name, self.registry, state, self._identity_mode, self._clock
+        )
         register: Callable[[CollectorContext], Any] | None = getattr(
             collector, "register", None
         )

@@ -12,7 +12,8 @@ series that does not exist is None.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aioprometheus
@@ -37,10 +38,12 @@ class CollectorHarness:
         collector: object,
         store: StateStore | None = None,
         identity_mode: IdentityMode = IdentityMode.EMAIL,
+        clock: Callable[[], float] = time.time,
     ) -> CollectorHarness:
         """Register ``collector`` (a class or an instance); ``store`` backs
-        its persisted state, none keeps it in memory."""
-        host = CollectorHost(EventBus(), store, identity_mode)
+        its persisted state, none keeps it in memory; ``clock`` is what
+        ``ctx.clock`` reads."""
+        host = CollectorHost(EventBus(), store, identity_mode, clock)
         added = await host.add(collector)
         return cls(host, added)
 

@@ -17,10 +17,14 @@ import secrets
 from typing import Final
 
 import structlog
+from aiohttp import web
 
 from codex_lb.store import ApiKeyRow, Store
 
 log = structlog.get_logger("codex_lb.keys")
+
+# Where the access middleware leaves the id of the key a request carried.
+API_KEY_ID: Final = web.RequestKey("api_key_id", str)
 
 KEY_PREFIX: Final = "sk-clb-"
 # Characters of a key shown by `keys list` to tell keys apart: the prefix

@@ -19,14 +19,10 @@ from aiohttp import web
 
 from codex_lb.proxy.assemble import ResponsesAnswer
 from codex_lb.proxy.body import require_model
-from codex_lb.proxy.chat import (
-    DEFAULT_INSTRUCTIONS,
-    ChatAnswer,
-    ChatStream,
-    ParameterError,
-    chat_to_responses,
-)
+from codex_lb.proxy.chat import DEFAULT_INSTRUCTIONS, ParameterError, chat_to_responses
+from codex_lb.proxy.chat_stream import ChatAnswer, ChatStream
 from codex_lb.proxy.errors import ClientError, client_error_response, error_response
+from codex_lb.proxy.keys import API_KEY_ID
 from codex_lb.proxy.pricing import PriceTable
 from codex_lb.proxy.relay import ProxyRequest, StreamTranslator
 from codex_lb.proxy.routes import RELAY_KEY, _read_json, _session_key
@@ -184,7 +180,7 @@ async def _relay(
         model=model,
         stream=True,
         session_key=_session_key(request, body),
-        api_key_id=request.get("api_key_id"),
+        api_key_id=request.get(API_KEY_ID),
         translator=translator,
     )
     return await request.app[RELAY_KEY].handle(request, proxied)

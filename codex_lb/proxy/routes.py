@@ -13,6 +13,7 @@ from codex_lb.proxy.body import (
     require_model,
 )
 from codex_lb.proxy.errors import ClientError, client_error_response
+from codex_lb.proxy.keys import API_KEY_ID
 from codex_lb.proxy.relay import ProxyRequest, Relay
 
 RELAY_KEY = web.AppKey("relay", Relay)
@@ -56,7 +57,7 @@ async def codex_responses(request: web.Request) -> web.StreamResponse:
         model=model,
         stream=body.get("stream", True) is not False,
         session_key=_session_key(request, body),
-        api_key_id=request.get("api_key_id"),
+        api_key_id=request.get(API_KEY_ID),
     )
     return await request.app[RELAY_KEY].handle(request, proxied)
 
@@ -77,7 +78,7 @@ async def codex_compact(request: web.Request) -> web.StreamResponse:
         model=model,
         stream=False,
         session_key=_session_key(request, body),
-        api_key_id=request.get("api_key_id"),
+        api_key_id=request.get(API_KEY_ID),
     )
     return await request.app[RELAY_KEY].handle(request, proxied)
 
@@ -94,7 +95,7 @@ async def codex_models(request: web.Request) -> web.StreamResponse:
         stream=False,
         method="GET",
         query=request.query_string,
-        api_key_id=request.get("api_key_id"),
+        api_key_id=request.get(API_KEY_ID),
     )
     return await request.app[RELAY_KEY].handle(request, proxied, record=False)
 

@@ -36,13 +36,20 @@ class SSEEvent:
 
 
 class SSEReader:
-    """Feed it the stream's bytes; it returns the events completed so far."""
+    """Feed it the stream's bytes; it returns the events completed so far.
+
+    Most chunks hold whole events, so a chunk is split where it stands and
+    only an unfinished event is kept, as a list of pieces joined once its
+    end arrives: a huge event costs linear time however it is chunked. An
+    event's data is only looked at when the event needs it.
+    """
 
     def __init__(
         self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, parse_all: bool = False
     ) -> None:
-        self._buffer = bytearray()
-        self._scan_from = 0
+        self._pieces: list[bytes] = []
+        self._pending_size = 0
+        self._pending_cr = False
         self._max_event_bytes = max_event_bytes
         # A translator (chat.py, assemble.py) reads every event's data.
         self._parse_all = parse_all
@@ -54,25 +61,32 @@ class SSEReader:
         """Take the next bytes of the stream; return the events they complete."""
         if self.overflowed or not chunk:
             return []
-        buffer = self._buffer
-        buffer += chunk
-        if b"\r" in chunk:
-            self._normalize_newlines()
+        if self._pending_cr or b"\r" in chunk:
+            chunk = self._normalize_newlines(chunk)
+            if not chunk:
+                return []
 
+        pieces = self._pieces
+        if pieces:
+            ends_here = b"\n\n" in chunk or (chunk[0] == _LF and pieces[-1][-1] == _LF)
+            if not ends_here:
+                pieces.append(chunk)
+                self._pending_size += len(chunk)
+                self._check_size()
+                return []
+            pieces.append(chunk)
+            chunk = b"".join(pieces)
+            pieces.clear()
+            self._pending_size = 0
+
+        blocks = chunk.split(b"\n\n")
+        rest = blocks.pop()
+        if rest:
+            pieces.append(rest)
+            self._pending_size = len(rest)
+            self._check_size()
         events: list[SSEEvent] = []
-        while True:
-            end = buffer.find(b"\n\n", self._scan_from)
-            if end < 0:
-                # Keep scanning from the end next time: a huge event must not
-                # be searched from its start on every chunk.
-                self._scan_from = max(0, len(buffer) - 1)
-                if len(buffer) > self._max_event_bytes:
-                    self.overflowed = True
-                    buffer.clear()
-                break
-            block = bytes(buffer[:end])
-            del buffer[: end + 2]
-            self._scan_from = 0
+        for block in blocks:
             event = self._parse(block)
             if event is not None:
                 events.append(event)
@@ -82,32 +96,47 @@ class SSEReader:
         """The stream ended: parse what is left, even without a blank line."""
         if self.overflowed:
             return []
-        block = bytes(self._buffer).rstrip(b"\r\n")
-        self._buffer.clear()
-        self._scan_from = 0
+        block = b"".join(self._pieces).rstrip(b"\r\n")
+        self._pieces.clear()
+        self._pending_size = 0
+        self._pending_cr = False
         event = self._parse(block) if block else None
         return [event] if event is not None else []
 
-    def _normalize_newlines(self) -> None:
+    def _check_size(self) -> None:
+        if self._pending_size > self._max_event_bytes:
+            self.overflowed = True
+            self._pieces.clear()
+            self._pending_size = 0
+
+    def _normalize_newlines(self, chunk: bytes) -> bytes:
         # A CR at the very end may be the first half of a CRLF still to come.
-        buffer = self._buffer
-        keep_cr = buffer.endswith(b"\r")
-        if keep_cr:
-            del buffer[-1:]
-        normalized = bytes(buffer).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        buffer[:] = normalized
-        if keep_cr:
-            buffer += b"\r"
-        self._scan_from = 0
+        if self._pending_cr:
+            chunk = b"\r" + chunk
+        self._pending_cr = chunk.endswith(b"\r")
+        if self._pending_cr:
+            chunk = chunk[:-1]
+        return chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
     def _parse(self, block: bytes) -> SSEEvent | None:
+        # The usual shape, "event: NAME\ndata: JSON", with data the event does
+        # not need: read the name and stop.
+        if block.startswith(b"event:") and not self._parse_all:
+            newline = block.find(b"\n")
+            if newline > 0 and block.find(b"\nevent:", newline) < 0:
+                only_name = _name(block[6:newline])
+                if only_name not in TERMINAL_EVENTS:
+                    if only_name not in OPENING_EVENTS:
+                        self.saw_content = True
+                    return SSEEvent(only_name)
+
         name: str | None = None
         data_lines: list[bytes] = []
         for line in block.split(b"\n"):
             if line.startswith(b"data:"):
                 data_lines.append(line[6:] if line[5:6] == b" " else line[5:])
             elif line.startswith(b"event:"):
-                name = line[6:].strip().decode("utf-8", "replace")
+                name = _name(line[6:])
         if not data_lines and name is None:
             return None  # a comment or keep-alive
         data = b"\n".join(data_lines)
@@ -125,6 +154,21 @@ class SSEReader:
             if name not in OPENING_EVENTS:
                 self.saw_content = True
         return event
+
+
+_LF = ord("\n")
+_MAX_NAMES = 1024
+_names: dict[bytes, str] = {}
+
+
+def _name(raw: bytes) -> str:
+    """An event name, decoded once per distinct name (they repeat endlessly)."""
+    name = _names.get(raw)
+    if name is None:
+        name = raw.strip().decode("utf-8", "replace")
+        if len(_names) < _MAX_NAMES:
+            _names[raw] = name
+    return name
 
 
 def _json_object(data: bytes) -> dict[str, Any] | None:

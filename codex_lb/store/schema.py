@@ -88,4 +88,14 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX request_logs_api_key ON request_logs (api_key_id, started_at);
     """,
+    # 3: the dashboard's aggregates read an index, not the table: time-range
+    # totals and per-account sums from one covering index (which also serves
+    # every started_at lookup the old one did), the model list from another.
+    """
+    CREATE INDEX request_logs_totals ON request_logs (
+        started_at, status, cost_usd, input_tokens, output_tokens, account_id
+    );
+    DROP INDEX request_logs_started;
+    CREATE INDEX request_logs_model ON request_logs (model, started_at);
+    """,
 ]

@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from codex_lb.proxy.errors import error_response
+from codex_lb.proxy.keys import API_KEY_ID
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KeyCheck = Callable[[str], Awaitable[str | None]]
@@ -136,7 +137,7 @@ def access_middleware(
             key_id = await check_key(token)
             if key_id is None:
                 return _unauthorized("unknown or revoked codex-lb API key")
-            request["api_key_id"] = key_id
+            request[API_KEY_ID] = key_id
             return await handler(request)
         if local and not keys_exist():
             return await handler(request)

@@ -24,7 +24,7 @@ from codex_lb.accounts.identity import AuthFileError, account_from_auth_document
 from codex_lb.config import Settings
 from codex_lb.store import AccountActivity, Store
 from codex_lb.web import views
-from codex_lb.web.logins import LoginFlows, LoginUnavailable
+from codex_lb.web.logins import LoginError, LoginFlows
 
 log = structlog.get_logger("codex_lb.web")
 
@@ -271,9 +271,9 @@ async def _start_login(request: web.Request, account_id: str | None) -> web.Resp
         flow = await request.app[LOGINS_KEY].start(mode, account_id)
     except ValueError as exc:
         raise _bad_request(str(exc)) from exc
-    except LoginUnavailable as exc:
-        raise web.HTTPServiceUnavailable(
-            text=json.dumps(_error("login_unavailable", str(exc))),
+    except LoginError as exc:
+        raise web.HTTPBadGateway(
+            text=json.dumps(_error("login_failed", str(exc))),
             content_type="application/json",
         ) from exc
     return web.json_response(flow.as_json(), status=202)

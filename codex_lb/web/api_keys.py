@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from codex_lb.proxy.errors import error_response
 from codex_lb.store import ApiKeyUsage, Store
 
 KEYS_STORE_KEY = web.AppKey("keys_store", Store)
@@ -24,9 +25,11 @@ async def list_keys(request: web.Request) -> web.Response:
     try:
         since = float(since_text) if since_text is not None else None
     except ValueError:
-        raise web.HTTPBadRequest(
-            text=f"since={since_text!r}: expected epoch seconds"
-        ) from None
+        return error_response(
+            400,
+            "invalid_request_error",
+            f"since={since_text!r}: expected epoch seconds",
+        )
 
     store = request.app[KEYS_STORE_KEY]
     usage = {u.api_key_id: u for u in await store.api_key_usage(since)}

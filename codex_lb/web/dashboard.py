@@ -11,6 +11,7 @@ import hmac
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from codex_lb.config import Settings
@@ -22,7 +23,7 @@ from codex_lb.web.api import (
     WEB_STORE_KEY,
     add_admin_api_routes,
 )
-from codex_lb.web.logins import LoginFlows
+from codex_lb.web.logins import LoginFlows, oauth_starter
 
 STATIC_DIR = Path(__file__).parent / "static"
 PAGES = ("", "/accounts", "/requests")
@@ -71,10 +72,18 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 
 def add_dashboard_routes(
-    app: web.Application, store: Store, settings: Settings
+    app: web.Application,
+    store: Store,
+    settings: Settings,
+    session: aiohttp.ClientSession,
 ) -> None:
-    """Serve the dashboard pages and the API behind them on ``app``."""
-    logins = LoginFlows(app[POOL_KEY], store)
+    """Serve the dashboard pages and the API behind them on ``app``.
+
+    ``session`` is the application's client session, for the OAuth calls of
+    logins started from the dashboard.
+    """
+    starter = oauth_starter(session, settings.auth_base_url)
+    logins = LoginFlows(app[POOL_KEY], store, starter)
     app[WEB_STORE_KEY] = store
     app[WEB_SETTINGS_KEY] = settings
     app[LOGINS_KEY] = logins

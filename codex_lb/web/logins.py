@@ -1,9 +1,10 @@
 """Logins started from the dashboard (re-auth or a new account), with progress.
 
 The OAuth flows themselves (device code, or browser PKCE with a callback on
-127.0.0.1:1455) belong to the accounts part; this module starts one through
-:func:`begin_oauth_login`, keeps its progress where the dashboard can poll
-it, and stores the account it yields.
+127.0.0.1:1455) belong to ``codex_lb.accounts.oauth``; this module starts one,
+keeps its progress where the dashboard can poll it, and stores the account
+it yields (a known ChatGPT account gets its new tokens and leaves
+``reauth_required``).
 """
 
 from __future__ import annotations
@@ -13,47 +14,45 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import aiohttp
 import attrs
 import structlog
 
 from codex_lb.accounts import AccountPool
+from codex_lb.accounts.oauth import LoginError, begin_login
 from codex_lb.store import NewAccount, Store
 
 log = structlog.get_logger("codex_lb.web")
+
+__all__ = ["MODES", "LoginError", "LoginFlow", "LoginFlows", "oauth_starter"]
 
 MODES = ("device", "browser")
 # Flows kept for polling after they ended; older ones are forgotten.
 FINISHED_FLOWS_KEPT = 50
 
 
-class LoginUnavailable(RuntimeError):
-    """No OAuth login can be started in this build or configuration."""
-
-
 class PendingLogin(Protocol):
     """A login waiting for the operator: what to show, and its outcome."""
 
-    verification_url: str | None
-    user_code: str | None
+    @property
+    def verification_url(self) -> str | None: ...
+    @property
+    def user_code(self) -> str | None: ...
 
     async def wait(self) -> NewAccount: ...
+    async def close(self) -> None: ...
 
 
 LoginStarter = Callable[[str, "str | None"], Awaitable[PendingLogin]]
 
 
-async def begin_oauth_login(mode: str, login_hint: str | None) -> PendingLogin:
-    """Start an OAuth login of the accounts part (device code or browser).
+def oauth_starter(session: aiohttp.ClientSession, auth_base_url: str) -> LoginStarter:
+    """Start logins with the accounts part's OAuth flows on ``auth_base_url``."""
 
-    Known shortcoming: the OAuth flows of ``codex_lb.accounts.oauth`` were
-    being written beside the dashboard; until that module exposes a way to
-    start a flow and await its tokens, this raises :class:`LoginUnavailable`
-    and the dashboard says so. Wiring it is a change to this function only.
-    """
-    raise LoginUnavailable(
-        f"the {mode} login flow is not available in this build yet: "
-        "use `python -m codex_lb login` or import an auth.json"
-    )
+    async def start(mode: str, login_hint: str | None) -> PendingLogin:
+        return await begin_login(session, auth_base_url, mode, login_hint)
+
+    return start
 
 
 @attrs.define
@@ -82,7 +81,7 @@ class LoginFlows:
         self,
         pool: AccountPool,
         store: Store,
-        starter: LoginStarter = begin_oauth_login,
+        starter: LoginStarter,
     ) -> None:
         self._pool = pool
         self._store = store
@@ -94,7 +93,11 @@ class LoginFlows:
         return self._flows.get(flow_id)
 
     async def start(self, mode: str, account_id: str | None = None) -> LoginFlow:
-        """Begin a login; for a re-auth, hint the account's email to the issuer."""
+        """Begin a login; for a re-auth, hint the account's email to the issuer.
+
+        Raises LoginError when the flow cannot start (issuer unreachable, the
+        callback port taken) and ValueError for an unknown mode.
+        """
         if mode not in MODES:
             raise ValueError(f"login mode {mode!r} is not one of {', '.join(MODES)}")
         account = self._pool.get(account_id) if account_id else None
@@ -118,6 +121,7 @@ class LoginFlows:
         return flow
 
     async def close(self) -> None:
+        """Give up the logins still waiting (a browser login stops listening)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -129,9 +133,14 @@ class LoginFlows:
             await self._pool.sync(force=True)
         except asyncio.CancelledError:
             flow.status, flow.error = "failed", "codex-lb is stopping"
+            await pending.close()
             raise
         except Exception as exc:
-            flow.status, flow.error = "failed", str(exc) or type(exc).__name__
+            # LoginError messages are written for the operator; anything else
+            # is shown by its type only, as it may carry a server's answer.
+            error = str(exc) if isinstance(exc, LoginError) else type(exc).__name__
+            flow.status, flow.error = "failed", error
+            await pending.close()
             log.warning("login_failed", flow=flow.id, error=flow.error)
             return
         flow.email, flow.status = new.email, "complete"

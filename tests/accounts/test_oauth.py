@@ -53,9 +53,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 async def play_browser(url: str) -> tuple[int, str]:
     """Open ``url`` as a browser would, following redirects to the end."""
-    async with aiohttp.ClientSession() as browser:
-        async with browser.get(url) as page:
-            return page.status, await page.text()
+    async with aiohttp.ClientSession() as browser, browser.get(url) as page:
+        return page.status, await page.text()
 
 
 def requests_to(emu: Emulator, path: str) -> list[Any]:
@@ -91,8 +90,8 @@ class TestBrowserLogin:
         (exchange,) = requests_to(emu, "/oauth/token")
         assert exchange.body["grant_type"] == "authorization_code"
         assert exchange.body["redirect_uri"] == redirect
-        assert s256(exchange.body["code_verifier"]) == (
-            authorize.query["code_challenge"]
+        assert (
+            s256(exchange.body["code_verifier"]) == (authorize.query["code_challenge"])
         )
 
     async def test_callback_with_another_state_is_refused(
@@ -121,9 +120,7 @@ class TestBrowserLogin:
         state = parse_qs(urlsplit(login.verification_url).query)["state"][0]
         callback = f"http://127.0.0.1:{login.callback_port}/auth/callback"
 
-        status, _ = await play_browser(
-            f"{callback}?error=access_denied&state={state}"
-        )
+        status, _ = await play_browser(f"{callback}?error=access_denied&state={state}")
 
         assert status == 400
         with pytest.raises(LoginError, match="access_denied"):
@@ -267,9 +264,7 @@ class TestLoginCommand:
                 emu.approve_device(found.group(1), "b@example.com")
             return found is not None
 
-        code, out, err = await _run_login(
-            ["--device"], tmp_path / "data", emu, approve
-        )
+        code, out, err = await _run_login(["--device"], tmp_path / "data", emu, approve)
 
         assert code == 0, err
         assert emu.auth_base_url + "/codex/device" in out

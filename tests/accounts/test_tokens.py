@@ -172,7 +172,9 @@ class TestWhenToRefresh:
         assert (a.status, a.status_reason) == (REAUTH_REQUIRED, "invalid_grant")
         row = await lb.store.get_account(a.id)
         assert row is not None and row.status == REAUTH_REQUIRED
-        marks = [(m.account_id, m.event, m.code) for m in lb.recorder.of("account_marked")]
+        marks = [
+            (m.account_id, m.event, m.code) for m in lb.recorder.of("account_marked")
+        ]
         assert marks == [(a.id, "permanent_failure", "invalid_grant")]
         (log,) = await lb.request_logs()
         assert log.account_id == lb.ids["b@example.com"]
@@ -236,9 +238,7 @@ class TestRefreshRace:
         a = await only_a(lb)
         frozen.clock.advance(10 * 86400 + 1)
 
-        results = await asyncio.gather(
-            lb.app[USAGE_POLLER_KEY].poll(a), burst(lb, 10)
-        )
+        results = await asyncio.gather(lb.app[USAGE_POLLER_KEY].poll(a), burst(lb, 10))
 
         assert results == [True, [200] * 10]
         assert len(token_calls(frozen)) == 1

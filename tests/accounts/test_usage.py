@@ -12,6 +12,7 @@ from codex_lb.accounts import ACTIVE, RATE_LIMITED, REAUTH_REQUIRED
 from codex_lb.accounts.pool import Account
 from codex_lb.accounts.usage import UsagePoller
 from codex_lb.app import USAGE_POLLER_KEY
+from codex_lb.proxy.routes import RELAY_KEY
 from codex_lb.sim import Emulator, Fault, SimAccount
 from tests.collectors.scrape import parse, scrape_text, total
 from tests.conftest import LB
@@ -91,9 +92,35 @@ class TestReadings:
         assert (snapshot.source, snapshot.observed_at) == ("poll", T)
         assert snapshot.secondary.used_percent == 40
         history = await lb.store.quota_history(lb.ids["a@example.com"])
-        assert [(r.source, r.secondary_used_percent) for r in history] == [
-            ("poll", 40)
-        ]
+        assert [(r.source, r.secondary_used_percent) for r in history] == [("poll", 40)]
+
+    async def test_response_headers_update_the_account_between_polls(
+        self, make_lb: Any, frozen: Emulator
+    ) -> None:
+        """A served turn's x-codex headers become a stored ``headers`` reading."""
+        lb: LB = await make_lb(frozen)
+        await lb.pool.pause(account(lb, "b@example.com"))
+        frozen.set_usage("a@example.com", primary=30, secondary=45)
+
+        await served_by(lb)
+        await lb.app[RELAY_KEY].close()
+
+        sim = frozen.account("a@example.com")
+        assert sim.primary is not None
+        a = account(lb, "a@example.com")
+        assert a.quota is not None
+        assert (a.quota.source, a.quota.observed_at) == ("headers", T)
+        assert a.quota.primary_used_percent == pytest.approx(
+            sim.primary.used_percent, abs=1e-6
+        )
+        assert a.quota.secondary_used_percent == pytest.approx(
+            sim.secondary.used_percent, abs=1e-6
+        )
+        assert a.quota.secondary_reset_at == T + WEEK
+        (snapshot,) = lb.recorder.of("quota_snapshot")
+        assert snapshot.source == "headers"
+        history = await lb.store.quota_history(a.id)
+        assert [r.source for r in history] == ["headers"]
 
     async def test_every_account_is_polled_but_reauth_ones(
         self, make_lb: Any, frozen: Emulator
@@ -109,9 +136,7 @@ class TestReadings:
 
     async def test_polls_run_a_few_at_a_time(self, make_lb: Any) -> None:
         """Six slow polls with a concurrency of 2 take three rounds, not one."""
-        emu = frozen_emulator(
-            *(SimAccount.make(f"u{n}@example.com") for n in range(6))
-        )
+        emu = frozen_emulator(*(SimAccount.make(f"u{n}@example.com") for n in range(6)))
         await emu.start()
         try:
             lb: LB = await make_lb(emu, CODEX_LB_USAGE_REFRESH_CONCURRENCY="2")
@@ -437,7 +462,7 @@ class TestWeeklyOnlyPlan:
             total(samples, "codex_lb_secondary_reset_at_seconds", account_id=acc)
             == reset
         )
-        assert total(
-            samples, "codex_lb_secondary_window_minutes", account_id=acc
-        ) == (window_seconds // 60)
+        assert total(samples, "codex_lb_secondary_window_minutes", account_id=acc) == (
+            window_seconds // 60
+        )
         assert total(samples, "codex_lb_secondary_resets_total", account_id=acc) == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from tests.compose.helpers import ROOT
@@ -27,15 +26,13 @@ SEED_EXPRESSIONS = (
     '/ sum(rate(codex_lb_proxy_tokens_total{kind="input"}[5m]))',
     "topk(10, sum by (account_id) "
     "(rate(codex_lb_proxy_account_cost_usd_total[5m])) * 3600)",
-    "topk(10, sum by (account_id) "
-    "(rate(codex_lb_proxy_account_requests_total[5m])))",
+    "topk(10, sum by (account_id) (rate(codex_lb_proxy_account_requests_total[5m])))",
     "sum by (account_id) "
     '(rate(codex_lb_proxy_account_requests_total{status="error"}[5m])) '
     "/ sum by (account_id) (rate(codex_lb_proxy_account_requests_total[5m]))",
     "* on(account_id) group_left(display) codex_lb_account_identity",
     "sum by (error_class) (rate(codex_lb_proxy_retries_total[5m]))",
-    "topk(10, sum by (account_id) "
-    "(rate(codex_lb_proxy_account_retries_total[5m])))",
+    "topk(10, sum by (account_id) (rate(codex_lb_proxy_account_retries_total[5m])))",
     "sum by (reason) (rate(codex_lb_proxy_unpriced_success_total[5m]))",
     "topk(10, sum by (account_id) "
     "(rate(codex_lb_proxy_account_unpriced_success_total[5m])))",
@@ -87,7 +84,9 @@ def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from panel.get("panels", [])
 
 
-def targets(dashboard: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+def targets(
+    dashboard: dict[str, Any],
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """(panel, target) for every query of every panel."""
     for panel in panels(dashboard):
         for target in panel.get("targets", []):
@@ -127,7 +126,3 @@ def query_result_line(sample: dict[str, Any]) -> str:
     labels = ",".join(f'{k}="{v}"' for k, v in sorted(metric.items()))
     value, stamp = sample["value"][1], sample["value"][0]
     return f"{name}{{{labels}}} {value} {int(float(stamp) * 1000)}"
-
-
-def pattern_for(path: Path) -> str:
-    return path.name

@@ -7,12 +7,8 @@ from typing import Any
 
 import pytest
 
-from codex_lb.proxy.chat import (
-    DEFAULT_INSTRUCTIONS,
-    ChatStream,
-    ParameterError,
-    chat_to_responses,
-)
+from codex_lb.proxy.chat import DEFAULT_INSTRUCTIONS, ParameterError, chat_to_responses
+from codex_lb.proxy.chat_stream import ChatStream
 from codex_lb.proxy.sse import SSEEvent
 from codex_lb.sim import Fault
 from tests.conftest import LB

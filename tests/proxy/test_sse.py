@@ -133,3 +133,17 @@ class TestSSEReader:
 
         assert reader.overflowed
         assert reader.feed(b"\n\n") == []
+
+    def test_mixed_line_endings_fed_byte_by_byte_keep_every_event(self) -> None:
+        """LF and CRLF mixed, cut into single bytes, give what one chunk gives."""
+        stream = (
+            b"event: response.in_progress\ndata: {}\n"
+            b"event: response.failed\ndata: 1\r\n\r\n"
+            b'event: response.completed\ndata: {"a": 1}'
+        )
+
+        names, reader = read_all(stream, 1)
+
+        assert names == ["response.failed", "response.completed"]
+        assert reader.terminal is not None
+        assert reader.terminal.data == {"a": 1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -279,16 +280,55 @@ class TestImport:
         assert len(lb.pool.accounts) == 2
 
 
+async def login_outcome(lb: LB, flow_id: str) -> Any:
+    """Poll a login until it ends (the device flow polls once a second)."""
+    for _ in range(100):
+        flow = await get_json(lb, f"/api/logins/{flow_id}")
+        if flow["status"] not in ("starting", "waiting"):
+            return flow
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"login {flow_id} still {flow['status']}")
+
+
 class TestLogins:
-    async def test_reauth_says_when_no_flow_is_available(self, lb: LB) -> None:
-        """Until the OAuth flows are wired in, re-auth is a clear 503."""
+    async def test_reauth_by_device_code(self, lb: LB) -> None:
+        """Re-auth shows a code; once approved the account is active again."""
         a_id = lb.ids["a@example.com"]
+        await lb.pool.require_reauth(lb.pool.get(a_id), "invalid_grant")  # type: ignore[arg-type]
 
-        data = await post_json(
-            lb, f"/api/accounts/{a_id}/reauth", status=503, json={"mode": "device"}
+        started = await post_json(
+            lb, f"/api/accounts/{a_id}/reauth", status=202, json={"mode": "device"}
         )
+        lb.emulator.approve_device(started["user_code"], "a@example.com")
+        flow = await login_outcome(lb, started["id"])
 
-        assert data["error"]["code"] == "login_unavailable"
+        assert (started["status"], started["account_id"]) == ("waiting", a_id)
+        assert (
+            started["verification_url"] == lb.emulator.auth_base_url + "/codex/device"
+        )
+        assert (flow["status"], flow["email"], flow["result_account_id"]) == (
+            "complete",
+            "a@example.com",
+            a_id,
+        )
+        assert lb.pool.get(a_id).status == "active"  # type: ignore[union-attr]
+        await proxied(lb)
+        assert len(await lb.request_logs()) == 1
+
+    async def test_new_account_by_device_code(self, lb: LB) -> None:
+        """A login from the dashboard adds an account the pool did not have."""
+        lb.emulator.add_account(SimAccount.make("c@example.com"))
+
+        started = await post_json(lb, "/api/logins", status=202, json={})
+        lb.emulator.approve_device(started["user_code"], "c@example.com")
+        flow = await login_outcome(lb, started["id"])
+
+        assert (flow["status"], flow["email"]) == ("complete", "c@example.com")
+        assert sorted(a.email for a in lb.pool.accounts) == [
+            "a@example.com",
+            "b@example.com",
+            "c@example.com",
+        ]
 
     async def test_bad_mode(self, lb: LB) -> None:
         """A mode other than device or browser is refused by name."""
@@ -297,6 +337,12 @@ class TestLogins:
         assert data["error"]["message"] == (
             "login mode 'fax' is not one of device, browser"
         )
+
+    async def test_unknown_login(self, lb: LB) -> None:
+        """Polling a login that does not exist is a 404."""
+        data = await get_json(lb, "/api/logins/login_nope", status=404)
+
+        assert data["error"]["code"] == "login_not_found"
 
 
 class TestRemoteAccess:

@@ -81,12 +81,16 @@ def row(page: Any, email: str) -> Any:
 class TestOverviewPage:
     async def test_shows_the_pool_snapshot(self, lb: LB, page: Any) -> None:
         """The overview shows status counts, requests and cost from the API."""
+        lb.emulator.set_usage("a@example.com", primary=40.0, secondary=62.0)
+        lb.emulator.set_usage("b@example.com", primary=10.0, secondary=30.0)
         await proxied_request(lb)
         await proxied_request(lb)
         await lb.request_logs()
         await lb.pool.pause(lb.pool.get(lb.ids["b@example.com"]))  # type: ignore[arg-type]
+        await lb.store.add_api_key("ci runner", "0" * 64, "sk-clb-abcd")
 
         await open_page(page, lb, "/dashboard")
+        await page.locator("#keys-section").wait_for()
 
         active = page.locator('#statuses [data-status="active"] .value')
         paused = page.locator('#statuses [data-status="paused"] .value')
@@ -95,6 +99,8 @@ class TestOverviewPage:
         cards = await page.locator("#cards").inner_text()
         assert "REQUESTS LAST HOUR\n2\n0 errors" in cards
         assert await page.locator("#grafana-link").is_hidden()
+        key_row = await page.locator("#keys-table tbody td").all_inner_texts()
+        assert key_row[:4] == ["ci runner", "sk-clb-abcd...", "active", "0"]
         await screenshot(page, "dashboard-overview.png")
 
     async def test_links_to_grafana_when_configured(
@@ -222,22 +228,35 @@ class TestAccountsPage:
         )
         assert len(lb.pool.accounts) == 2
 
-    async def test_reauth_shows_the_login_dialog(self, lb: LB, page: Any) -> None:
-        """Re-auth opens the login dialog and reports how the flow started."""
+    async def test_reauth_shows_the_code_and_its_progress(
+        self, lb: LB, page: Any
+    ) -> None:
+        """Re-auth by device code shows the code, then the account is back."""
+        a_id = lb.ids["a@example.com"]
+        await lb.pool.require_reauth(lb.pool.get(a_id), "invalid_grant")  # type: ignore[arg-type]
         await open_page(page, lb, "/dashboard/accounts")
+        why = await row(page, "a@example.com").locator(".why").inner_text()
 
         await row(page, "a@example.com").locator("button[data-action=re-auth]").click()
         await page.locator("#login-dialog button[data-mode=device]").click()
-        status = page.locator("#login-status")
-        await page.wait_for_function(
-            "() => document.querySelector('#login-status').textContent !== 'Starting…'"
-        )
-
-        title = await page.locator("#login-title").inner_text()
-        assert title == "Re-auth a@example.com"
-        text = await status.inner_text()
-        assert text.startswith(("Could not start:", "Enter this code"))
+        code = page.locator("#login-code")
+        await code.wait_for()
+        user_code = await code.inner_text()
         await screenshot(page, "dashboard-reauth.png")
+        lb.emulator.approve_device(user_code, "a@example.com")
+        await page.wait_for_function(
+            "() => document.querySelector('#login-status').textContent"
+            ".startsWith('Signed in')",
+            timeout=15_000,
+        )
+        await page.locator("#login-dialog button[value=close]").click()
+        await row(page, "a@example.com").locator(".badge.active").wait_for()
+
+        assert why == "invalid_grant"
+        assert await page.locator("#login-title").inner_text() == (
+            "Re-auth a@example.com"
+        )
+        assert lb.pool.get(a_id).status == "active"  # type: ignore[union-attr]
 
 
 class TestRequestLogPage:

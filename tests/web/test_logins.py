@@ -14,7 +14,7 @@ import attrs
 from codex_lb.accounts.identity import account_from_auth_document
 from codex_lb.sim import SimAccount
 from codex_lb.store import NewAccount
-from codex_lb.web.logins import LoginFlows
+from codex_lb.web.logins import LoginError, LoginFlow, LoginFlows
 from tests.conftest import LB
 
 
@@ -34,6 +34,9 @@ class OperatorLogin:
             raise self.failure
         return account_from_auth_document(self.document, "login")
 
+    async def close(self) -> None:
+        self.signed_in.set()
+
 
 class TestLoginFlows:
     async def test_progress_then_the_account_routes(self, lb: LB) -> None:
@@ -50,10 +53,7 @@ class TestLoginFlows:
         flow = await flows.start("device", lb.ids["a@example.com"])
         waiting = (flow.status, flow.user_code)
         login.signed_in.set()
-        for _ in range(100):
-            if flow.status != "waiting":
-                break
-            await asyncio.sleep(0.01)
+        await wait_until_done(flow)
 
         assert hints == ["a@example.com"]
         assert waiting == ("waiting", "ABCD-1234")
@@ -64,8 +64,9 @@ class TestLoginFlows:
         await flows.close()
 
     async def test_a_failed_login_says_why(self, lb: LB) -> None:
-        """A login that fails ends as failed with the error's message."""
-        login = OperatorLogin({}, failure=RuntimeError("access_denied"))
+        """A refused login ends as failed with the login's own message."""
+        refused = LoginError("the sign-in was refused: access_denied")
+        login = OperatorLogin({}, failure=refused)
 
         async def starter(mode: str, hint: str | None) -> OperatorLogin:
             return login
@@ -73,11 +74,33 @@ class TestLoginFlows:
         flows = LoginFlows(lb.pool, lb.store, starter)
         flow = await flows.start("browser")
         login.signed_in.set()
-        for _ in range(100):
-            if flow.status != "waiting":
-                break
-            await asyncio.sleep(0.01)
+        await wait_until_done(flow)
 
-        assert (flow.status, flow.error) == ("failed", "access_denied")
+        assert (flow.status, flow.error) == (
+            "failed",
+            "the sign-in was refused: access_denied",
+        )
         assert len(lb.pool.accounts) == 2
         await flows.close()
+
+    async def test_an_unexpected_error_shows_only_its_type(self, lb: LB) -> None:
+        """Other errors may echo a server's answer: only their type is shown."""
+        login = OperatorLogin({}, failure=KeyError("rt-LEAK"))
+
+        async def starter(mode: str, hint: str | None) -> OperatorLogin:
+            return login
+
+        flows = LoginFlows(lb.pool, lb.store, starter)
+        flow = await flows.start("device")
+        login.signed_in.set()
+        await wait_until_done(flow)
+
+        assert (flow.status, flow.error) == ("failed", "KeyError")
+        await flows.close()
+
+
+async def wait_until_done(flow: LoginFlow) -> None:
+    for _ in range(100):
+        if flow.status != "waiting":
+            return
+        await asyncio.sleep(0.01)

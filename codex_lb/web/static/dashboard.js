@@ -165,16 +165,20 @@ function renderOverview(data) {
 }
 
 async function loadKeys() {
-  // GET /api/keys comes with the client-key work; show it when it is there.
+  // GET /api/keys lists the client keys with their totals; no keys, no table.
   let data;
   try { data = await api("GET", "/api/keys"); } catch { $("#keys-section").hidden = true; return; }
   const keys = (data && data.keys) || [];
-  if (!keys.length) { $("#keys-section").hidden = true; return; }
-  const columns = Object.keys(keys[0]).filter((k) => typeof keys[0][k] !== "object" || keys[0][k] === null);
-  $("#keys-table thead").replaceChildren(el("tr", {}, columns.map((c) => el("th", {}, c.replaceAll("_", " ")))));
-  $("#keys-table tbody").replaceChildren(...keys.map((key) =>
-    el("tr", {}, columns.map((c) => el("td", {}, key[c] === null ? "—" : String(key[c]))))));
-  $("#keys-section").hidden = false;
+  $("#keys-section").hidden = keys.length === 0;
+  $("#keys-table thead").replaceChildren(el("tr", {},
+    el("th", {}, "Name"), el("th", {}, "Key"), el("th", {}, "Status"),
+    el("th", { class: "num" }, "Requests"), el("th", { class: "num" }, "Errors"),
+    el("th", { class: "num" }, "Cost"), el("th", {}, "Last request")));
+  $("#keys-table tbody").replaceChildren(...keys.map((key) => el("tr", {},
+    el("td", {}, key.name), el("td", {}, el("code", {}, key.shown)),
+    el("td", {}, el("span", { class: `badge ${key.status === "active" ? "active" : "paused"}` }, key.status)),
+    el("td", { class: "num" }, number(key.requests)), el("td", { class: "num" }, number(key.errors)),
+    el("td", { class: "num" }, money(key.cost_usd)), el("td", {}, timeCell(key.last_request_at)))));
 }
 
 // --- accounts ----------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The proxy: routes, the SSE relay and failover, pricing, the request log."""

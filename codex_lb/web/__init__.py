@@ -1,0 +1,1 @@
+"""The web part: the dashboard pages, their JSON API and who may call them."""

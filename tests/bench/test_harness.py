@@ -1,0 +1,47 @@
+"""The benchmark harness still runs end to end, with tiny numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class TestSmokeRun:
+    @pytest.mark.timeout(90)
+    def test_measures_every_phase_and_leaves_nothing_behind(
+        self, tmp_path: Path
+    ) -> None:
+        """A smoke run prints the table, writes its figures and cleans up."""
+        scratch = tmp_path / "tmp"
+        scratch.mkdir()
+        figures = tmp_path / "figures.json"
+
+        done = subprocess.run(
+            [sys.executable, "-m", "bench", "--smoke", "--json", str(figures)],
+            cwd=ROOT,
+            env={**os.environ, "TMPDIR": str(scratch)},
+            capture_output=True,
+            text=True,
+            timeout=80,
+        )
+
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "targets met:" in done.stdout
+        out = json.loads(figures.read_text())
+        assert set(out["ttfb_ms"]) == {"direct", "codex-lb", "reference"}
+        assert set(out["throughput"]) == {"4", "8"}
+        # 20 text deltas, plus created, in_progress, item and part added,
+        # text, part and item done, and completed.
+        assert out["events_per_answer"] == 20 + 8
+        assert out["memory"]["codex-lb"]["completed"] == 20
+        assert out["memory"]["reference"]["completed"] == 20
+        assert out["metrics"]["accounts"] == 12
+        assert out["request_log_rows_per_second"] > 0
+        assert list(scratch.iterdir()) == []

@@ -1,0 +1,199 @@
+"""The provisioned Grafana dashboards: structure, data source, seed coverage.
+
+The live test beside this one evaluates every expression on a real
+Prometheus; these checks need no server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+import pytest
+
+from tests.compose.helpers import ROOT, load_script
+from tests.grafana.dashboards import (
+    BUILTIN_VARIABLES,
+    DASHBOARD_DIR,
+    PROVISIONING,
+    SEED_EXPRESSIONS,
+    grafana_regex,
+    load_dashboards,
+    normalize,
+    panels,
+    provisioned_datasource_uid,
+    targets,
+    variables_used,
+)
+
+DASHBOARDS = load_dashboards()
+EXPECTED_TITLES = {
+    "overview.json": "codex-lb / Overview",
+    "accounts.json": "codex-lb / Accounts and risk",
+    "routing.json": "codex-lb / Routing",
+    "estimation.json": "codex-lb / Estimation quality",
+    "activity.json": "codex-lb / Activity",
+}
+each_dashboard = pytest.mark.parametrize("name", sorted(EXPECTED_TITLES))
+
+
+class TestProvisioning:
+    def test_the_five_dashboards_are_there(self) -> None:
+        """Overview, accounts, routing, estimation and activity are provisioned."""
+        titles = {name: d["title"] for name, d in DASHBOARDS.items()}
+
+        assert titles == EXPECTED_TITLES
+
+    def test_files_match_their_generator(self) -> None:
+        """The JSON files are what scripts/build_dashboards.py writes now."""
+        files = load_script("build_dashboards").rendered_files()
+
+        on_disk = {p.name: p.read_text() for p in DASHBOARD_DIR.glob("*.json")}
+
+        assert on_disk == files, "run `make dashboards` and commit the JSON"
+
+    def test_provider_loads_the_folder_compose_mounts(self) -> None:
+        """The file provider reads where compose mounts grafana/dashboards."""
+        provider = (PROVISIONING / "dashboards" / "codex-lb.yml").read_text()
+        compose = (ROOT / "compose" / "docker-compose.observability.yml").read_text()
+
+        (path,) = re.findall(r"^\s+path:\s*(\S+)\s*$", provider, re.M)
+        assert f"../grafana/dashboards:{path}:ro" in compose
+
+    def test_datasource_has_a_fixed_uid(self) -> None:
+        """The data source is Prometheus with the uid the dashboards name."""
+        text = (PROVISIONING / "datasources" / "prometheus.yml").read_text()
+
+        assert provisioned_datasource_uid() == "codex-lb-prometheus"
+        assert re.search(r"^\s+type:\s*prometheus\s*$", text, re.M)
+
+    def test_dashboard_uids_are_unique(self) -> None:
+        """No two dashboards share a uid."""
+        uids = [d["uid"] for d in DASHBOARDS.values()]
+
+        assert len(uids) == len(set(uids)) == 5
+
+
+class TestDashboard:
+    @each_dashboard
+    def test_no_unresolved_inputs(self, name: str) -> None:
+        """No `${DS_...}` import inputs: the file works as provisioned."""
+        text = (DASHBOARD_DIR / name).read_text()
+
+        assert "__inputs" not in DASHBOARDS[name]
+        assert "${DS_" not in text and "$DS_" not in text
+
+    @each_dashboard
+    def test_every_query_uses_the_provisioned_datasource(self, name: str) -> None:
+        """Panels, their targets and variables all name the provisioned uid."""
+        uid = provisioned_datasource_uid()
+        dashboard = DASHBOARDS[name]
+        sources: list[Any] = [
+            p["datasource"] for p in panels(dashboard) if p["type"] != "row"
+        ]
+        sources += [t["datasource"] for _, t in targets(dashboard)]
+        sources += [v["datasource"] for v in dashboard["templating"]["list"]]
+
+        assert sources
+        assert all(s == {"type": "prometheus", "uid": uid} for s in sources), sources
+
+    @each_dashboard
+    def test_panel_ids_are_unique(self, name: str) -> None:
+        """Every panel has its own positive integer id."""
+        ids = [p["id"] for p in panels(DASHBOARDS[name])]
+
+        assert all(isinstance(i, int) and i > 0 for i in ids)
+        assert len(ids) == len(set(ids))
+
+    @each_dashboard
+    def test_grid_positions_fit_and_do_not_overlap(self, name: str) -> None:
+        """Each panel lies within 24 columns and covers cells no other covers."""
+        taken: dict[tuple[int, int], str] = {}
+        for panel in panels(DASHBOARDS[name]):
+            grid = panel["gridPos"]
+            x, y, w, h = grid["x"], grid["y"], grid["w"], grid["h"]
+            assert x >= 0 and y >= 0 and w >= 1 and h >= 1, panel["title"]
+            assert x + w <= 24, f"{panel['title']} ends at column {x + w}"
+            for cell in itertools.product(range(x, x + w), range(y, y + h)):
+                assert cell not in taken, f"{panel['title']} overlaps {taken[cell]}"
+                taken[cell] = panel["title"]
+
+    @each_dashboard
+    def test_every_panel_has_queries(self, name: str) -> None:
+        """Each non-row panel has targets with expressions and unique refIds."""
+        for panel in panels(DASHBOARDS[name]):
+            if panel["type"] == "row":
+                continue
+            refs = [t["refId"] for t in panel["targets"]]
+            assert refs and len(refs) == len(set(refs)), panel["title"]
+            assert all(t["expr"].strip() for t in panel["targets"]), panel["title"]
+
+    @each_dashboard
+    def test_variables_resolve(self, name: str) -> None:
+        """Every `$var` in a query or title is defined or built into Grafana."""
+        dashboard = DASHBOARDS[name]
+        defined = {v["name"] for v in dashboard["templating"]["list"]}
+        used: set[str] = set()
+        for panel in panels(dashboard):
+            used |= variables_used(panel["title"])
+        for _, target in targets(dashboard):
+            used |= variables_used(target["expr"])
+
+        assert used - defined - BUILTIN_VARIABLES == set()
+        # A variable nobody uses is a dropdown that changes nothing.
+        assert defined <= used
+
+    @each_dashboard
+    def test_variable_queries_are_well_formed(self, name: str) -> None:
+        """Variables query Prometheus; an account regex yields value and text."""
+        for variable in DASHBOARDS[name]["templating"]["list"]:
+            query = variable["query"]
+            assert re.fullmatch(r"(label_values|query_result)\(.+\)", query), query
+            if variable["regex"]:
+                pattern = grafana_regex(variable["regex"])
+                assert {"value", "text"} <= set(pattern.groupindex)
+
+    @each_dashboard
+    def test_tables_are_instant_queries(self, name: str) -> None:
+        """Table panels ask for one instant value per series, as a table."""
+        for panel, target in targets(DASHBOARDS[name]):
+            if panel["type"] == "table":
+                assert target["instant"] is True and target["range"] is False
+                assert target["format"] == "table"
+
+
+class TestSeedCoverage:
+    @pytest.mark.parametrize("expr", SEED_EXPRESSIONS)
+    def test_seed_expression_is_in_a_panel(self, expr: str) -> None:
+        """The seed's expression appears in some panel, whitespace aside."""
+        exprs = [
+            normalize(t["expr"]) for d in DASHBOARDS.values() for _, t in targets(d)
+        ]
+
+        assert any(normalize(expr) in e for e in exprs)
+
+    def test_per_account_panels_show_the_display_name(self) -> None:
+        """Every query grouped by account joins the identity for `display`."""
+        join = normalize(
+            "* on(account_id) group_left(display) codex_lb_account_identity"
+        )
+        for dashboard in DASHBOARDS.values():
+            for panel, target in targets(dashboard):
+                if "{{display}}" in target["legendFormat"] or panel["type"] == "table":
+                    assert join in normalize(target["expr"]), panel["title"]
+
+    def test_daily_totals_use_a_one_day_step_on_whole_days(self) -> None:
+        """Per-day panels step by 1 d over a range that starts at midnight."""
+        activity = DASHBOARDS["activity.json"]
+        daily = [
+            (panel, target)
+            for panel, target in targets(activity)
+            if "[1d]" in target["expr"]
+        ]
+
+        assert activity["time"] == {"from": "now-7d/d", "to": "now/d"}
+        assert len(daily) == 4
+        assert all(
+            p.get("interval") == "1d" and t["interval"] == "1d" for p, t in daily
+        )
