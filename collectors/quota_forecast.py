@@ -2,9 +2,10 @@
 
 Each account's confirmed readings of its current weekly window, with the
 cost codex-lb saw it serve, live in the collector's persisted state, so a
-restart keeps the history the forecasts are made from. The time-dependent
-series are redrawn on every reading and every few seconds; each one is
-absent, never 0 or NaN, while there is too little to forecast from.
+restart keeps the history the forecasts are made from. An account's series
+are redrawn on each of its readings; every account's and the pool's runway
+are redrawn every few seconds, as forecasts age with the clock. Each series
+is absent, never 0 or NaN, while there is too little to forecast from.
 """
 
 from __future__ import annotations
@@ -106,7 +107,9 @@ class QuotaForecast:
             history.window_minutes = window.window_minutes
         if history.observe(window.used_percent, window.reset_at, event.observed_at):
             self.state.set(account_id, history.to_json())
-        self._refresh()
+        # Only this account: the whole pool is redrawn by the loop, which
+        # keeps a busy pool's per-request cost flat.
+        self._show_account(account_id, history, self.clock())
 
     def request_finished(self, event: RequestFinished) -> None:
         account_id = event.account_id

@@ -45,6 +45,8 @@ class Query:
     instant: bool = False
     # The column (or series) name in the panel; tables rename by it.
     label: str = ""
+    # A table column's own unit, when it differs from the panel's.
+    unit: str = ""
 
 
 @attrs.frozen
@@ -390,7 +392,9 @@ ACCOUNTS = Dashboard(
             height=4,
             unit="s",
             description="Time until the pool's usable weekly capacity runs out "
-            "at the current burn rate (codex-lb's forecast).",
+            "at the last day's burn rate, counting resets (codex-lb's forecast; "
+            "infinite when resets keep up with the use, no data when nothing "
+            "is being used).",
         ),
         Panel(
             "Earliest weekly reset in",
@@ -469,26 +473,31 @@ ACCOUNTS = Dashboard(
                     per_account("codex_lb_secondary_reset_at_seconds - time()"),
                     instant=True,
                     label="Weekly reset in",
+                    unit="s",
                 ),
                 q(
                     per_account("codex_lb_secondary_remaining_credits"),
                     instant=True,
                     label="Credits left now",
+                    unit="short",
                 ),
                 q(
                     per_account("codex_lb_secondary_used_percent"),
                     instant=True,
                     label="Weekly used %",
+                    unit="percent",
                 ),
                 q(
                     per_account("codex_lb_secondary_waste_forecast_credits"),
                     instant=True,
                     label="Credits lost at reset (forecast)",
+                    unit="short",
                 ),
                 q(
                     per_account("codex_lb_secondary_exhaustion_eta_seconds"),
                     instant=True,
                     label="Weekly window full in (forecast)",
+                    unit="s",
                 ),
             ),
             width=24,
@@ -518,6 +527,7 @@ ACCOUNTS = Dashboard(
             ),
             width=24,
             height=9,
+            unit="currencyUSD",
             description="What 100 % of a weekly window is worth in API dollars, "
             "from cost divided by the weekly percent it consumed. "
             "Workload-dependent: an operational estimate.",
@@ -974,6 +984,18 @@ def _table_transformations(panel: Panel) -> list[dict[str, Any]]:
     ]
 
 
+def _column_units(panel: Panel) -> list[dict[str, Any]]:
+    """Per-column units of a table, matched by the column's name."""
+    return [
+        {
+            "matcher": {"id": "byName", "options": query.label},
+            "properties": [{"id": "unit", "value": query.unit}],
+        }
+        for query in panel.queries
+        if query.unit and query.label
+    ]
+
+
 def _panel_json(panel: Panel, panel_id: int, grid: dict[str, int]) -> dict[str, Any]:
     table = panel.kind == "table"
     refs = [chr(ord("A") + i) for i in range(len(panel.queries))]
@@ -988,7 +1010,10 @@ def _panel_json(panel: Panel, panel_id: int, grid: dict[str, int]) -> dict[str, 
             _target(query, ref, panel)
             for ref, query in zip(refs, panel.queries, strict=True)
         ],
-        "fieldConfig": {"defaults": {"unit": panel.unit or "short"}, "overrides": []},
+        "fieldConfig": {
+            "defaults": {"unit": panel.unit or "short"},
+            "overrides": _column_units(panel) if table else [],
+        },
     }
     if panel.interval:
         result["interval"] = panel.interval

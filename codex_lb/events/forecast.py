@@ -11,6 +11,7 @@ request it serves and with every usage poll, so silence means idleness.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Sequence
@@ -19,7 +20,11 @@ from typing import Any
 import attrs
 
 from codex_lb.constants import SECONDARY_WINDOW_SECONDS
-from codex_lb.events.weekly_counter import Reading, WeeklyCounter
+from codex_lb.events.weekly_counter import (
+    RESET_SHIFT_SECONDS,
+    Reading,
+    WeeklyCounter,
+)
 
 # The burn rate is the use of the last day: long enough to average a working
 # day with its night, short enough that a pause or a slowdown shows within a
@@ -30,6 +35,11 @@ MIN_RATE_SPAN_SECONDS = 3600.0
 # Implied dollars need this many percent points consumed in the window: the
 # upstream reports whole percents, so fewer would be mostly rounding.
 MIN_QUOTA_PERCENT = 5.0
+
+# A confirmed fall smaller than this, with no reset, is rounding between two
+# sources of readings (headers and polls may carry different digits), not a
+# correction of the window: the history goes on instead of starting over.
+ROUNDING_FALL_PERCENT = 1.0
 
 # The history keeps points at least this far apart (a newest point closer
 # than that to the one before moves to the next reading) and at most this
@@ -74,7 +84,7 @@ class WindowHistory:
 
     @property
     def window_seconds(self) -> float:
-        if self.window_minutes:
+        if self.window_minutes and self.window_minutes > 0:
             return self.window_minutes * 60.0
         return float(SECONDARY_WINDOW_SECONDS)
 
@@ -98,7 +108,8 @@ class WindowHistory:
 
         # The held reading became the baseline and the new one is held again.
         if before_held is not None and counter.baseline is before_held:
-            self._restart(self._held_point(before_held))
+            assert before_base is not None
+            self._confirmed(before_base, before_held)
             self.held = now_point
             return True
 
@@ -114,7 +125,7 @@ class WindowHistory:
         if before_base is None:
             self._restart(now_point)
         elif before_held is not None and reading.used < before_base.used:
-            self._restart(self._held_point(before_held))
+            self._confirmed(before_base, before_held)
             self._append(now_point)
         else:
             self._append(now_point)
@@ -127,6 +138,17 @@ class WindowHistory:
         # A held reading restored without its time: take the newest point's.
         at = self.points[-1].at if self.points else 0.0
         return Point(at, held.used, self.cost)
+
+    def _confirmed(self, base: Reading, held: Reading) -> None:
+        """The held fall below ``base`` was confirmed: a reset or a real
+        correction starts a new segment; a fall smaller than rounding between
+        sources goes on in the same one."""
+        point = self._held_point(held)
+        reset = held.reset_at - base.reset_at > RESET_SHIFT_SECONDS
+        if reset or base.used - held.used >= ROUNDING_FALL_PERCENT:
+            self._restart(point)
+        else:
+            self._append(point)
 
     def _restart(self, first: Point) -> None:
         # A confirmed fall (a reset, or a correction) starts a new segment:
@@ -284,27 +306,41 @@ def pool_runway(
     """
     if demand <= 0:
         return None
-    pool = [attrs.evolve(account) for account in accounts]
+    pool = sorted(
+        (attrs.evolve(a) for a in accounts if a.window_seconds > 0),
+        key=lambda a: a.reset_at,
+    )
     if not pool:
         return 0.0
     horizon = max(a.reset_at + RUNWAY_RESETS * a.window_seconds for a in pool)
-
+    held = sum(a.credits_left for a in pool)
+    # Spending goes soonest reset first, so the accounts before ``first`` in
+    # this order are empty; it only moves back when a refill lands there.
+    first = 0
     t = now
     while t < horizon:
         # Until the next reset the pool can give what it holds, no more.
-        next_reset = min(a.reset_at for a in pool)
-        need = demand * (next_reset - t)
-        held = sum(a.credits_left for a in pool)
+        soonest = pool[0]
+        need = demand * (soonest.reset_at - t)
         if held < need:
             return t + held / demand - now
-        for account in sorted(pool, key=lambda a: a.reset_at):
+        held -= need
+        while need > 0 and first < len(pool):
+            account = pool[first]
             take = min(account.credits_left, need)
             account.credits_left -= take
             need -= take
+            if account.credits_left <= 0:
+                first += 1
 
-        t = next_reset
-        for account in pool:
-            if account.reset_at <= t:
-                account.credits_left = account.credits_per_window
-                account.reset_at += account.window_seconds
+        # The soonest account resets: refilled, it takes its new place.
+        t = soonest.reset_at
+        pool.pop(0)
+        first = max(0, first - 1)
+        held += soonest.credits_per_window - soonest.credits_left
+        soonest.credits_left = soonest.credits_per_window
+        soonest.reset_at += soonest.window_seconds
+        place = bisect.bisect_right(pool, soonest.reset_at, key=lambda a: a.reset_at)
+        pool.insert(place, soonest)
+        first = min(first, place)
     return math.inf

@@ -211,16 +211,19 @@ class TestPausesAndResets:
 
 
 class TestPoolRunway:
-    async def test_one_account_runs_out(self) -> None:
+    """The runway is redrawn by the collector's loop, not on each reading."""
+
+    async def test_one_account_runs_out(self, fast_loop: None) -> None:
         """At 1 % an hour with 80 % left and the reset later, 80 h."""
         clock = Clock(RESET - 120 * HOUR)
         harness = await started(clock)
 
         hourly(harness, clock, 10)
+        await redraw(harness)
 
         assert harness.sample(RUNWAY) == pytest.approx(80 * HOUR)
 
-    async def test_a_second_account_takes_over(self) -> None:
+    async def test_a_second_account_takes_over(self, fast_loop: None) -> None:
         """An idle account with 50 % left adds its credits at the same burn:
         80 h plus 50 h."""
         clock = Clock(RESET - 200 * HOUR)
@@ -228,10 +231,11 @@ class TestPoolRunway:
         harness.feed(reading(50, clock.now, account_id="acc-2"))
 
         hourly(harness, clock, 10)
+        await redraw(harness)
 
         assert harness.sample(RUNWAY) == pytest.approx(130 * HOUR)
 
-    async def test_a_paused_account_offers_no_capacity(self) -> None:
+    async def test_a_paused_account_offers_no_capacity(self, fast_loop: None) -> None:
         """A paused account's credits are not counted."""
         clock = Clock(RESET - 200 * HOUR)
         harness = await started(clock)
@@ -239,17 +243,33 @@ class TestPoolRunway:
         harness.feed(reading(50, clock.now, account_id="acc-2", status="paused"))
 
         hourly(harness, clock, 10)
+        await redraw(harness)
 
         assert harness.sample(RUNWAY) == pytest.approx(80 * HOUR)
 
-    async def test_resets_that_keep_up_last_forever(self) -> None:
+    async def test_resets_that_keep_up_last_forever(self, fast_loop: None) -> None:
         """A week's use under a week's credits, refilled at the reset: +Inf."""
         clock = Clock(RESET - 20 * HOUR)
         harness = await started(clock)
 
         hourly(harness, clock, 10, per_hour=0.5, first=50.0)
+        await redraw(harness)
 
         assert harness.sample(RUNWAY) == math.inf
+
+    async def test_a_reading_alone_does_not_redraw_the_pool(
+        self, fast_loop: None
+    ) -> None:
+        """Between two redraws the runway keeps its last value."""
+        clock = Clock(RESET - 120 * HOUR)
+        harness = await started(clock)
+        hourly(harness, clock, 10)
+        await redraw(harness)
+
+        clock.now += HOUR
+        harness.feed(reading(30, clock.now))
+
+        assert harness.sample(RUNWAY) == pytest.approx(80 * HOUR)
 
 
 class TestRoster:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import random
 
+import attrs
 import pytest
 
 from codex_lb.events.forecast import (
@@ -92,6 +94,26 @@ class TestWindowHistory:
         )
 
         assert pairs(kept) == [(T + 2 * HOUR, 0), (T + 3 * HOUR, 8)]
+
+    def test_a_fall_within_rounding_goes_on(self) -> None:
+        """A poll with more digits than the headers reads a hair lower, twice:
+        the fall is confirmed but the window's history goes on."""
+        kept = history(
+            (30, R, T),
+            (35.841235, R, T + HOUR),
+            (35.8412345, R, T + 2 * HOUR),
+            (35.8412345, R, T + 3 * HOUR),
+        )
+
+        assert pairs(kept) == [
+            (T, 30),
+            (T + HOUR, 35.841235),
+            (T + 2 * HOUR, 35.8412345),
+            (T + 3 * HOUR, 35.8412345),
+        ]
+        assert burn_rate(kept.points, T + 3 * HOUR) == pytest.approx(
+            5.8412345 / (3 * HOUR)
+        )
 
     def test_an_incomplete_reading_changes_nothing(self) -> None:
         """A reading without used percent or reset time is ignored."""
@@ -292,3 +314,55 @@ class TestPoolRunway:
         pool_runway(pool, 2.0, T)
 
         assert pool == [account(100, 50)]
+
+    def test_a_window_without_length_is_left_out(self) -> None:
+        """An account whose window has no positive length cannot loop forever:
+        it is left out of the simulation."""
+        pool = [PoolAccount(100, 1000, T + 50, 0.0), account(100, 900)]
+
+        assert pool_runway(pool, 1.0, T) == pytest.approx(100)
+
+    @pytest.mark.parametrize("seed", range(20))
+    def test_matches_a_plain_simulation(self, seed: int) -> None:
+        """Random pools give what a plain, slower simulation gives."""
+        rng = random.Random(seed)
+        week = 7 * DAY
+        pool = [
+            PoolAccount(
+                rng.choice([0.0, rng.uniform(0, 7560)]),
+                7560.0,
+                T + rng.uniform(0, week),
+                week,
+            )
+            for _ in range(rng.randint(1, 12))
+        ]
+        demand = len(pool) * 7560 / week * rng.uniform(0.3, 2.5)
+
+        expected = plain_runway(pool, demand, T)
+        got = pool_runway(pool, demand, T)
+
+        assert got == pytest.approx(expected)
+
+
+def plain_runway(accounts: list[PoolAccount], demand: float, now: float) -> float:
+    """Step from reset to reset, spending soonest-reset first, re-sorting the
+    whole pool at every step."""
+    pool = [attrs.evolve(a) for a in accounts]
+    horizon = max(a.reset_at + 2 * a.window_seconds for a in pool)
+    t = now
+    while t < horizon:
+        next_reset = min(a.reset_at for a in pool)
+        need = demand * (next_reset - t)
+        held = sum(a.credits_left for a in pool)
+        if held < need:
+            return t + held / demand - now
+        for one in sorted(pool, key=lambda a: a.reset_at):
+            take = min(one.credits_left, need)
+            one.credits_left -= take
+            need -= take
+        t = next_reset
+        for one in pool:
+            if one.reset_at <= t:
+                one.credits_left = one.credits_per_window
+                one.reset_at += one.window_seconds
+    return math.inf

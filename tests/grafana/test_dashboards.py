@@ -197,3 +197,42 @@ class TestSeedCoverage:
         assert all(
             p.get("interval") == "1d" and t["interval"] == "1d" for p, t in daily
         )
+
+
+class TestForecastPanels:
+    def test_the_risk_table_shows_each_forecast_in_its_unit(self) -> None:
+        """The reset-cliff table has the waste and exhaustion forecasts beside
+        the reset time, each column with its own unit."""
+        accounts = DASHBOARDS["accounts.json"]
+        panels = {p["title"]: p for p in accounts["panels"]}
+        table = panels["Reset cliff: time to weekly reset beside what is left"]
+        columns = {t["legendFormat"]: t["expr"] for t in table["targets"]}
+        units = {
+            o["matcher"]["options"]: o["properties"][0]["value"]
+            for o in table["fieldConfig"]["overrides"]
+        }
+        renamed = table["transformations"][1]["options"]["renameByName"]
+
+        waste = "Credits lost at reset (forecast)"
+        eta = "Weekly window full in (forecast)"
+        assert "codex_lb_secondary_waste_forecast_credits" in columns[waste]
+        assert "codex_lb_secondary_exhaustion_eta_seconds" in columns[eta]
+        assert {waste, eta} <= set(renamed.values())
+        assert units[waste] == "short"
+        assert units[eta] == units["Weekly reset in"] == "s"
+        assert units["Weekly used %"] == "percent"
+
+    def test_runway_and_implied_quota_have_panels(self) -> None:
+        """The pool's runway is a stat in seconds; codex-lb's implied quota
+        sits beside Prometheus's own estimate in dollars."""
+        panels = {p["title"]: p for p in DASHBOARDS["accounts.json"]["panels"]}
+        runway = panels["Pool runway"]
+        implied = panels["Implied weekly quota (USD, observed over 1 d)"]
+
+        assert "codex_lb_pool_runway_seconds" in runway["targets"][0]["expr"]
+        assert runway["fieldConfig"]["defaults"]["unit"] == "s"
+        assert any(
+            "codex_lb_secondary_implied_quota_usd" in t["expr"]
+            for t in implied["targets"]
+        )
+        assert implied["fieldConfig"]["defaults"]["unit"] == "currencyUSD"
