@@ -2,8 +2,10 @@
 
 The pool keeps every account in memory for routing and writes each change of
 lasting state (status, bench, tokens, quota) to the store at once, so a
-restart resumes where it stopped. Other processes (the ``accounts`` commands)
-change the store directly; :meth:`AccountPool.sync` picks their changes up.
+restart resumes where it stopped; only the quota readings that come with
+every answer are stored a moment later, the latest per account. Other
+processes (the ``accounts`` commands) change the store directly;
+:meth:`AccountPool.sync` picks their changes up.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ FAILURES_BEFORE_COOLDOWN = 3
 COOLDOWN_FIRST_SECONDS = 30.0
 COOLDOWN_MAX_SECONDS = 300.0
 STICKY_SESSIONS_MAX = 10_000
+# Every answer carries a quota reading in its headers: memory and events take
+# each one, the store the latest per account at most this often.
+QUOTA_WRITE_SECONDS = 1.0
 
 
 @attrs.define(eq=False)
@@ -133,6 +138,12 @@ class AccountPool:
         self._accounts: dict[str, Account] = {}
         self._sessions: OrderedDict[str, str] = OrderedDict()
         self._change_marker: int | None = None
+        # Moves with the roster, a status, a plan or a reading awaited with
+        # apply_reading (not with take_reading): what a cache keys on.
+        self.version = 0
+        self._unsaved: dict[str, QuotaReading] = {}
+        self._quota_writer: asyncio.Task[None] | None = None
+        self._writer_waiting = False
 
     @property
     def accounts(self) -> list[Account]:
@@ -151,6 +162,7 @@ class AccountPool:
         self._change_marker = await self._store.change_marker()
         rows = await self._store.list_accounts()
         self._accounts = {row.id: Account.from_row(row) for row in rows}
+        self.version += 1
         self._publish_roster()
 
     async def sync(self, force: bool = False) -> bool:
@@ -186,6 +198,7 @@ class AccountPool:
                 or row.quota.observed_at > account.quota.observed_at
             ):
                 account.quota = row.quota
+        self.version += 1
         self._publish_roster()
         return True
 
@@ -260,11 +273,19 @@ class AccountPool:
         now: float,
         last_resort: bool = True,
     ) -> Selection:
-        active = [a for a in candidates if a.status == ACTIVE and a.id not in excluded]
         # Accounts cooling down after failures are skipped while another is
         # usable, and used anyway when they are all that is left.
-        warm = [a for a in active if a.cooldown_until <= now]
-        usable = warm or (active if last_resort else [])
+        usable = [
+            a
+            for a in candidates
+            if a.status == ACTIVE and a.cooldown_until <= now and a.id not in excluded
+        ]
+        active = usable
+        if not usable:
+            active = [
+                a for a in candidates if a.status == ACTIVE and a.id not in excluded
+            ]
+            usable = active if last_resort else []
         if not usable:
             outcome = "cooldown" if active else self._why_none(candidates, excluded)
             self._bus.publish(AccountSelected(pool=pool, outcome=outcome))
@@ -396,15 +417,32 @@ class AccountPool:
 
     async def remove(self, account: Account) -> None:
         await self._store.remove_account(account.id)
+        self._unsaved.pop(account.id, None)
         self._accounts.pop(account.id, None)
+        self.version += 1
         self._forget_account_sessions(account.id)
         self._publish_roster()
 
     # Tokens and quota
 
     async def store_tokens(self, account: Account, tokens: TokenSet) -> None:
+        """Keep rotated tokens; memory holds them even when the store fails.
+
+        The old refresh token is spent by then, so a failed write is logged
+        as an error: the account serves on until a restart, which would need
+        a new login unless a later refresh is stored.
+        """
         account.tokens = tokens
-        await self._store.set_tokens(account.id, tokens)
+        self.version += 1
+        try:
+            await self._store.set_tokens(account.id, tokens)
+        except Exception as exc:  # locked or full
+            log.error(
+                "account_write_failed",
+                account_id=account.id,
+                what="tokens",
+                error=str(exc),
+            )
 
     async def apply_reading(
         self,
@@ -417,10 +455,9 @@ class AccountPool:
         ``limit_reached`` is the usage endpoint's own verdict, when it gave
         one: a poll saying the limit is reached never lifts a bench.
         """
-        merged = merge_reading(account.quota, reading)
-        account.quota = merged
-        if merged.plan and merged.plan != account.plan:
-            account.plan = merged.plan
+        merged = self._merge(account, reading)
+        self._unsaved.pop(account.id, None)
+        self.version += 1
         await self._store.record_quota(account.id, merged)
 
         # A fresh poll with room in every window ends a bench early (the
@@ -436,6 +473,44 @@ class AccountPool:
             await self._set_state(account, AccountState(ACTIVE))
             log.info("account_bench_lifted", account_id=account.id, by="reading")
 
+        self._publish_snapshot(account, reading, merged)
+
+    def take_reading(self, account: Account, reading: QuotaReading) -> None:
+        """Keep a reading from an answer's headers; store it a little later.
+
+        Memory and events have it at once; the store gets each account's
+        latest every ``QUOTA_WRITE_SECONDS``, off the request path. Headers
+        never lift a bench (they arrive with the very 429 that set it).
+        """
+        merged = self._merge(account, reading)
+        self._unsaved[account.id] = merged
+        if self._quota_writer is None or self._quota_writer.done():
+            self._quota_writer = asyncio.get_running_loop().create_task(
+                self._write_later(), name="quota-writer"
+            )
+        self._publish_snapshot(account, reading, merged)
+
+    async def flush_readings(self) -> None:
+        """Store every kept reading now (at shutdown)."""
+        writer = self._quota_writer
+        if writer is not None and not writer.done():
+            if self._writer_waiting:
+                writer.cancel()
+            await asyncio.wait([writer])
+        await self._write_unsaved()
+
+    # Internals
+
+    def _merge(self, account: Account, reading: QuotaReading) -> QuotaReading:
+        merged = merge_reading(account.quota, reading)
+        account.quota = merged
+        if merged.plan and merged.plan != account.plan:
+            account.plan = merged.plan
+        return merged
+
+    def _publish_snapshot(
+        self, account: Account, reading: QuotaReading, merged: QuotaReading
+    ) -> None:
         self._bus.publish(
             QuotaSnapshot(
                 account=account.info,
@@ -455,7 +530,22 @@ class AccountPool:
             )
         )
 
-    # Internals
+    async def _write_later(self) -> None:
+        self._writer_waiting = True
+        try:
+            await asyncio.sleep(QUOTA_WRITE_SECONDS)
+        finally:
+            self._writer_waiting = False
+        await self._write_unsaved()
+
+    async def _write_unsaved(self) -> None:
+        while self._unsaved:
+            account_id = next(iter(self._unsaved))
+            reading = self._unsaved.pop(account_id)
+            try:
+                await self._store.record_quota(account_id, reading)
+            except Exception as exc:  # the store may be briefly locked
+                log.warning("quota_write_failed", account_id=account_id, error=str(exc))
 
     async def _lift_expired_benches(self, now: float) -> None:
         for account in self._accounts.values():
@@ -472,9 +562,18 @@ class AccountPool:
         if state.status != ACTIVE:
             self._forget_account_sessions(account.id)
         account.status = state.status
+        self.version += 1
         account.status_reason = state.status_reason
         account.status_until = state.status_until
-        await self._store.set_account_state(account.id, state)
+        try:
+            await self._store.set_account_state(account.id, state)
+        except Exception as exc:  # locked or full: routing goes on from memory
+            log.error(
+                "account_write_failed",
+                account_id=account.id,
+                what="status",
+                error=str(exc),
+            )
         if changed:
             self._publish_roster()
 
@@ -508,7 +607,16 @@ def shows_room(fresh: QuotaReading, merged: QuotaReading, now: float) -> bool:
 
 def _usage_order(account: Account) -> tuple[float, float, float]:
     """Least weekly used first, then least 5 h used, then least recently used."""
-    return (account.weekly_used, account.short_used, account.last_selected_at)
+    # Account.weekly_used and short_used, inlined: this runs per account
+    # per selection.
+    q = account.quota
+    if q is None:
+        return (0.0, 0.0, account.last_selected_at)
+    return (
+        q.secondary_used_percent or 0.0,
+        q.primary_used_percent or 0.0,
+        account.last_selected_at,
+    )
 
 
 def _reset_first_order(account: Account) -> tuple[float, float, float, float]:

@@ -38,6 +38,9 @@ from codex_lb.events.records import EVENT_NAMES, Event
 log = structlog.get_logger("codex_lb.collectors")
 
 ENTRY_POINT_GROUP = "codex_lb.collectors"
+# A collector state write waits this long, so a burst of changes (one per
+# answer under load) is one write of each key's latest value.
+STATE_WRITE_SECONDS = 1.0
 
 
 class CollectorError(SettingsError):
@@ -67,7 +70,8 @@ class CollectorState:
 
     Reads come from memory; ``set`` changes memory at once and a writer
     saves the latest value of every changed key in the order they changed,
-    so a handler never waits for the disk. ``flush`` waits for the writer.
+    so a handler never waits for the disk. The writer starts a moment after
+    the first change, so a burst is one write per key. ``flush`` writes now.
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class CollectorState:
         self._values: dict[str, Any] = dict(values or {})
         self._dirty: dict[str, None] = {}
         self._writer: asyncio.Task[None] | None = None
+        self._writer_waiting = False
 
     @classmethod
     async def load(cls, owner: str, store: StateStore | None) -> CollectorState:
@@ -105,14 +110,25 @@ class CollectorState:
         self._dirty[key] = None
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(
-                self._write(), name=f"collector-state:{self._owner}"
+                self._write_later(), name=f"collector-state:{self._owner}"
             )
 
     async def flush(self) -> None:
+        writer = self._writer
+        if writer is not None and not writer.done() and self._writer_waiting:
+            writer.cancel()
         while self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
+            await asyncio.wait([self._writer])
         if self._dirty:
             await self._write()
+
+    async def _write_later(self) -> None:
+        self._writer_waiting = True
+        try:
+            await asyncio.sleep(STATE_WRITE_SECONDS)
+        finally:
+            self._writer_waiting = False
+        await self._write()
 
     async def _write(self) -> None:
         assert self._store is not None

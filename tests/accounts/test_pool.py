@@ -492,3 +492,81 @@ async def _served_by(lb: LB) -> str | None:
     await response.read()
     (row, *_) = reversed(await lb.request_logs())
     return row.account_id
+
+
+class TestHeaderReadings:
+    async def test_memory_and_events_at_once_store_the_latest_later(
+        self, store: Store, bus: EventBus, clock: SimClock, recorder: EventRecorder
+    ) -> None:
+        """Three header readings: three snapshots, one stored row, the last."""
+        pool, (a, _b) = await make_pool(store, bus, clock)
+
+        for used in (10.5, 11.25, 12.0):
+            pool.take_reading(a, weekly(used, source="headers"))
+
+        assert a.quota is not None and a.quota.secondary_used_percent == 12.0
+        snapshots = recorder.of("quota_snapshot")
+        assert [s.secondary.used_percent for s in snapshots] == [10.5, 11.25, 12.0]
+        assert await store.quota_history(a.id) == []
+
+        await pool.flush_readings()
+
+        history = await store.quota_history(a.id)
+        assert [(r.source, r.secondary_used_percent) for r in history] == [
+            ("headers", 12.0)
+        ]
+        row = await store.get_account(a.id)
+        assert row is not None and row.quota is not None
+        assert row.quota.secondary_used_percent == 12.0
+
+    async def test_the_writer_stores_them_after_the_interval(
+        self,
+        store: Store,
+        bus: EventBus,
+        clock: SimClock,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """With no flush, the background writer stores the reading by itself."""
+        monkeypatch.setattr(pool_module, "QUOTA_WRITE_SECONDS", 0.01)
+        pool, (a, _b) = await make_pool(store, bus, clock)
+
+        pool.take_reading(a, weekly(33.0, source="headers"))
+        for _ in range(200):
+            if await store.quota_history(a.id):
+                break
+            await asyncio.sleep(0.01)
+
+        history = await store.quota_history(a.id)
+        assert [(r.source, r.secondary_used_percent) for r in history] == [
+            ("headers", 33.0)
+        ]
+
+    async def test_a_poll_supersedes_an_unsaved_header_reading(
+        self, store: Store, bus: EventBus, clock: SimClock
+    ) -> None:
+        """A poll stored at once leaves no older header reading to write after it."""
+        pool, (a, _b) = await make_pool(store, bus, clock)
+
+        pool.take_reading(a, weekly(20.0, source="headers"))
+        await pool.apply_reading(a, weekly(25.0))
+        await pool.flush_readings()
+
+        history = await store.quota_history(a.id)
+        assert [(r.source, r.secondary_used_percent) for r in history] == [
+            ("poll", 25.0)
+        ]
+
+    async def test_version_moves_with_polls_and_statuses_not_header_readings(
+        self, store: Store, bus: EventBus, clock: SimClock
+    ) -> None:
+        """Caches of pool-wide figures key on it; header readings age them out."""
+        pool, (a, _b) = await make_pool(store, bus, clock)
+        start = pool.version
+
+        pool.take_reading(a, weekly(10.0, source="headers"))
+        assert pool.version == start
+        await pool.apply_reading(a, weekly(20.0))
+        assert pool.version == start + 1
+        await pool.pause(a)
+        assert pool.version == start + 2
+        await pool.flush_readings()

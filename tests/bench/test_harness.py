@@ -36,6 +36,7 @@ class TestSmokeRun:
         assert "targets met:" in done.stdout
         out = json.loads(figures.read_text())
         assert set(out["ttfb_ms"]) == {"direct", "codex-lb", "reference"}
+        assert set(out["ttfb_added_ms"]) == {"codex-lb", "reference"}
         assert set(out["throughput"]) == {"4", "8"}
         # 20 text deltas, plus created, in_progress, item and part added,
         # text, part and item done, and completed.

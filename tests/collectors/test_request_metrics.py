@@ -131,6 +131,14 @@ class TestOnTheProxy:
         )
         assert grew("codex_lb_proxy_latency_ms_count") == 3
         assert grew("codex_lb_proxy_account_requests_total") == 3
+        # Accounts tried per request: 1 and 1, then 2 for the failover.
+        attempts = "codex_lb_proxy_attempts"
+        assert grew(f"{attempts}_count", api="codex") == 2
+        assert grew(f"{attempts}_sum", api="codex") == 3
+        assert grew(f"{attempts}_bucket", api="codex", le="1.0") == 1
+        assert grew(f"{attempts}_count", api="compact") == 1
+        assert grew(f"{attempts}_sum", api="compact") == 1
+        assert "# TYPE codex_lb_proxy_attempts histogram" in await scrape_text(lb)
 
     async def test_c10_junk_models_do_not_grow_the_output(self, lb: LB) -> None:
         """1000 junk model names, then 5 gpt-5: bounded labels, a few KB (C10)."""

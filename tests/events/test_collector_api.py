@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from codex_lb.events import EventBus, Retry
+from codex_lb.events import EventBus, Retry, collector_api
 from codex_lb.events.collector_api import (
     CollectorContext,
     CollectorError,
@@ -168,3 +169,23 @@ class TestState:
             await store.close()
 
         assert again.items() == [("a", {"x": 1})]
+
+    async def test_a_burst_of_changes_is_written_by_the_writer_later(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without a flush the delayed writer stores each key's latest value."""
+        monkeypatch.setattr(collector_api, "STATE_WRITE_SECONDS", 0.01)
+        store: Store = await open_store(tmp_path / "d")
+        try:
+            state = await CollectorState.load("c:C", store)
+            for value in range(50):
+                state.set("n", value)
+            for _ in range(200):
+                if await store.load_collector_state("c:C"):
+                    break
+                await asyncio.sleep(0.01)
+            stored = await store.load_collector_state("c:C")
+        finally:
+            await store.close()
+
+        assert stored == {"n": 49}
