@@ -96,3 +96,13 @@ bench: $(STAMP)
 	       wrk >/dev/null)) || echo "no wrk: using the Python load client"; \
 	  else echo "install Debian's wrk for honest throughput figures"; fi; }
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# `make soak`: SOAK_SECONDS (default 600) of SOAK_CONCURRENCY (default 200)
+# streams through the emulator with random faults, then checks that nothing
+# leaked (docs/soak.md). Prints its figures. Not part of `make test`.
+SOAK_SECONDS ?= 600
+SOAK_CONCURRENCY ?= 200
+
+soak: $(STAMP)
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_CONCURRENCY=$(SOAK_CONCURRENCY) \
+	  $(BIN)/python -m soak.run $(SOAK_ARGS)

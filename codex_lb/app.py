@@ -165,8 +165,8 @@ async def create_app(
     # --- end collectors ---
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        flusher = asyncio.create_task(request_log.run(), name="request-log-flush")
         tasks = [
-            asyncio.create_task(request_log.run(), name="request-log-flush"),
             asyncio.create_task(pool.watch(), name="account-sync"),
             asyncio.create_task(keys.watch(), name="api-key-sync"),
             asyncio.create_task(collector_host.run(), name="collectors"),
@@ -183,6 +183,9 @@ async def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Not cancelled: it finishes the batch it may be writing.
+            request_log.stop()
+            await asyncio.gather(flusher, return_exceptions=True)
             await relay.close()
             await bus.drain()
             # Collectors flush their persisted state while the store is open.

@@ -11,9 +11,11 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
+from types import TracebackType
 from typing import Any
 
 import structlog
+import structlog.stdlib
 
 from codex_lb.config import LogFormat, LogLevel
 
@@ -46,6 +48,14 @@ def redact_text(text: str) -> str:
     if not _may_hold_secret(text):
         return text
     return _SECRET_VALUES.sub(REDACTED, text)
+
+
+def redact_bytes(body: bytes) -> bytes:
+    """``redact_text`` for a body of any encoding (undecodable bytes kept)."""
+    text = body.decode("utf-8", "surrogateescape")
+    if not _may_hold_secret(text):
+        return body
+    return _SECRET_VALUES.sub(REDACTED, text).encode("utf-8", "surrogateescape")
 
 
 def _may_hold_secret(text: str) -> bool:
@@ -95,7 +105,12 @@ def redact_secrets(
 
 
 def configure_logging(log_format: LogFormat | None, level: LogLevel) -> None:
-    """Console lines on a terminal, JSON otherwise; all at ``level`` and up."""
+    """Console lines on a terminal, JSON otherwise; all at ``level`` and up.
+
+    Lines from the standard library's loggers (aiohttp's server errors,
+    asyncio's unretrieved task errors, warnings) and uncaught exceptions are
+    rendered by the same chain, so they pass the same redaction step.
+    """
     if log_format is None:
         log_format = LogFormat.CONSOLE if sys.stderr.isatty() else LogFormat.JSON
     renderer: Any = (
@@ -117,7 +132,46 @@ def configure_logging(log_format: LogFormat | None, level: LogLevel) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # aiohttp's own loggers go through the standard library: keep them quiet
-    # below warnings, and redacted like ours.
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)
+    _route_stdlib_logging(renderer, numeric)
+
+
+def _route_stdlib_logging(renderer: Any, numeric: int) -> None:
+    """Standard-library records through ``redact_secrets`` and ``renderer``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redact_secrets,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    # aiohttp's and asyncio's loggers are chatty below warnings.
+    root.setLevel(max(numeric, logging.WARNING))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(
+    kind: type[BaseException],
+    value: BaseException,
+    traceback: TracebackType | None,
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, traceback)
+        return
+    logging.getLogger("codex_lb").critical(
+        "uncaught_exception", exc_info=(kind, value, traceback)
+    )

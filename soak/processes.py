@@ -108,7 +108,9 @@ def start_emulator(
     return process, base
 
 
-def lb_env(data_dir: Path, emulator_base: str, port: int, **extra: str) -> dict:
+def lb_env(
+    data_dir: Path, emulator_base: str, port: int, **extra: str
+) -> dict[str, str]:
     """The environment of a codex-lb process in front of the emulator."""
     env = {
         key: value
@@ -176,3 +178,42 @@ def rss_bytes(pid: int) -> int:
 def open_fds(pid: int) -> int:
     """Open file descriptors of ``pid`` from /proc."""
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+# /proc/net/tcp state codes (include/net/tcp_states.h).
+_TCP_STATES = {
+    "01": "established",
+    "02": "syn_sent",
+    "03": "syn_recv",
+    "04": "fin_wait1",
+    "05": "fin_wait2",
+    "06": "time_wait",
+    "07": "close",
+    "08": "close_wait",
+    "09": "last_ack",
+    "0A": "listen",
+    "0B": "closing",
+}
+
+
+def socket_states(pid: int) -> dict[str, int]:
+    """How many of ``pid``'s descriptors are TCP sockets in each state."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    states: dict[str, int] = {}
+    for table in ("tcp", "tcp6"):
+        path = Path(f"/proc/{pid}/net/{table}")
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                state = _TCP_STATES.get(fields[3], fields[3])
+                states[state] = states.get(state, 0) + 1
+    return states

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from codex_lb.logs import REDACTED, redact_secrets, redact_text
+from codex_lb.logs import REDACTED, redact_bytes, redact_secrets, redact_text
 
 
 def redacted(**fields: Any) -> dict[str, Any]:
@@ -90,3 +90,19 @@ class TestRedactSecrets:
         second = redacted(id_token="b")
 
         assert first == second == {"id_token": REDACTED}
+
+
+class TestRedactBytes:
+    def test_blanks_tokens_in_a_body_and_keeps_other_bytes(self) -> None:
+        """An upstream error body loses its tokens; undecodable bytes stay."""
+        body = b'{"error": "Bearer at-LEAK-1 for rt-LEAK-2"}\xff'
+
+        result = redact_bytes(body)
+
+        assert result == b'{"error": "[redacted] for [redacted]"}\xff'
+
+    def test_returns_a_clean_body_unchanged(self) -> None:
+        """A body with nothing to hide is the very same bytes."""
+        body = b'{"error": {"code": "invalid_value"}}'
+
+        assert redact_bytes(body) is body

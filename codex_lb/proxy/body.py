@@ -125,6 +125,13 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
             f"column {exc.colno}",
             "invalid_request_error",
         ) from exc
+    except RecursionError as exc:
+        raise ClientError(
+            400,
+            "invalid_request_error",
+            "request body is not valid JSON: nested too deeply",
+            "invalid_request_error",
+        ) from exc
     if not isinstance(value, dict):
         raise ClientError(
             400,

@@ -2,7 +2,7 @@
 
 :class:`ChatStream` turns the upstream's events into ``chat.completion.chunk``
 events as they arrive; :class:`ChatAnswer` assembles one ``chat.completion``
-from the whole stream. Both are the relay's translators (see relay.py); the
+from the whole stream. Both are the relay's translators (see outcome.py); the
 request side is in chat.py.
 """
 

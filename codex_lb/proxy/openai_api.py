@@ -23,8 +23,8 @@ from codex_lb.proxy.chat import DEFAULT_INSTRUCTIONS, ParameterError, chat_to_re
 from codex_lb.proxy.chat_stream import ChatAnswer, ChatStream
 from codex_lb.proxy.errors import ClientError, client_error_response, error_response
 from codex_lb.proxy.keys import API_KEY_ID
+from codex_lb.proxy.outcome import ProxyRequest, StreamTranslator
 from codex_lb.proxy.pricing import PriceTable
-from codex_lb.proxy.relay import ProxyRequest, StreamTranslator
 from codex_lb.proxy.routes import RELAY_KEY, _read_json, _session_key
 
 log = structlog.get_logger("codex_lb.proxy")

@@ -32,6 +32,7 @@ class RequestLogBuffer:
         self._flush_seconds = flush_seconds
         self._lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
+        self._stopping = False
         self.dropped = 0
         self.written = 0
         # Told (size, dropped) after every change; app.py turns it into an event.
@@ -68,10 +69,20 @@ class RequestLogBuffer:
                 self.written += len(batch)
                 self._changed()
 
+    def stop(self) -> None:
+        """Make :meth:`run` return after its current write.
+
+        Cancelling it instead could land between a batch's insert and its
+        commit, or after the commit but before the rows leave the buffer:
+        the final flush would then write them twice.
+        """
+        self._stopping = True
+        self._wakeup.set()
+
     async def run(self) -> None:
-        """Flush forever (a background task); errors are logged and retried."""
+        """Flush until stopped (a background task); errors logged and retried."""
         failing = False
-        while True:
+        while not self._stopping:
             try:
                 await asyncio.wait_for(self._wakeup.wait(), self._flush_seconds)
             except TimeoutError:

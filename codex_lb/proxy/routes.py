@@ -14,7 +14,8 @@ from codex_lb.proxy.body import (
 )
 from codex_lb.proxy.errors import ClientError, client_error_response
 from codex_lb.proxy.keys import API_KEY_ID
-from codex_lb.proxy.relay import ProxyRequest, Relay
+from codex_lb.proxy.outcome import ProxyRequest
+from codex_lb.proxy.relay import Relay
 
 RELAY_KEY = web.AppKey("relay", Relay)
 MAX_REQUEST_BYTES_KEY = web.AppKey("max_request_bytes", int)

@@ -19,7 +19,7 @@ import attrs
 TERMINAL_EVENTS = frozenset(
     {"response.completed", "response.failed", "response.incomplete", "error"}
 )
-# Events with no content: the relay may hold them back (see relay.py).
+# Events with no content: the relay may hold them back (see streaming.py).
 OPENING_EVENTS = frozenset({"response.created", "response.in_progress"})
 
 DEFAULT_MAX_EVENT_BYTES = 256 * 1024 * 1024

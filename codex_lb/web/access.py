@@ -61,14 +61,17 @@ def client_address(
         return peer
     if not any(peer_ip in net for net in trusted):
         return peer
-    forwarded = request.headers.get("X-Forwarded-For", "")
+    # Several header lines are one list in order (a proxy may add its own
+    # line after the client's forged one instead of appending to it).
+    forwarded = ",".join(request.headers.getall("X-Forwarded-For", ()))
     hops = [h.strip() for h in forwarded.split(",") if h.strip()]
     # Walk back from the nearest hop while the hops are trusted proxies.
     for hop in reversed(hops):
         try:
             hop_ip = ipaddress.ip_address(hop)
         except ValueError:
-            return peer
+            # "unknown", a port, junk: a caller nobody can place is not local.
+            return hop
         if not any(hop_ip in net for net in trusted):
             return hop
     return hops[0] if hops else peer

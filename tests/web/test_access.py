@@ -7,6 +7,7 @@ server itself still binds 127.0.0.1 only.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,37 +35,54 @@ async def remote_peer(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 @pytest.fixture
-async def open_lb(
+def make_open_lb(
     tmp_path: Path,
     aiohttp_client: Any,
     bus: EventBus,
     recorder: EventRecorder,
     emulator: Emulator,
-) -> LB:
-    """codex-lb with no keys and no admin token, as if bound to 0.0.0.0."""
-    data_dir = tmp_path / "lb-data"
-    store = await open_store(data_dir)
-    try:
-        ids = await import_accounts(store, emulator, tmp_path / "auth")
-    finally:
-        await store.close()
-    settings = load_settings(
-        settings_env(emulator, data_dir, CODEX_LB_HOST="0.0.0.0"), env_file=None
-    )
-    app = await create_app(settings, bus=bus, clock=emulator.clock.now)
-    app.middlewares.insert(0, remote_peer)
-    server = TestServer(app)
-    await server.start_server(**SERVER_OPTIONS)
-    client = await aiohttp_client(server)
-    return LB(client, app, emulator, recorder, ids)
+) -> Callable[..., Awaitable[LB]]:
+    """codex-lb with no keys, as if bound to 0.0.0.0; ``env`` adds settings."""
+
+    async def make(**env: str) -> LB:
+        data_dir = tmp_path / "lb-data"
+        store = await open_store(data_dir)
+        try:
+            ids = await import_accounts(store, emulator, tmp_path / "auth")
+        finally:
+            await store.close()
+        settings = load_settings(
+            settings_env(emulator, data_dir, CODEX_LB_HOST="0.0.0.0", **env),
+            env_file=None,
+        )
+        app = await create_app(settings, bus=bus, clock=emulator.clock.now)
+        app.middlewares.insert(0, remote_peer)
+        server = TestServer(app)
+        await server.start_server(**SERVER_OPTIONS)
+        client = await aiohttp_client(server)
+        return LB(client, app, emulator, recorder, ids)
+
+    return make
+
+
+@pytest.fixture
+async def open_lb(make_open_lb: Callable[..., Awaitable[LB]]) -> LB:
+    """No keys and no admin token."""
+    return await make_open_lb()
 
 
 CHAT_BODY = {"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]}
 CODEX_BODY = {"model": "gpt-5", "instructions": "", "input": "hi", "stream": True}
 
 
-async def statuses(lb: LB, headers: dict[str, str]) -> dict[str, int]:
-    """The status of one call to each kind of route, with ``headers``."""
+Headers = dict[str, str] | list[tuple[str, str]]
+
+
+async def statuses(lb: LB, headers: Headers) -> dict[str, int]:
+    """The status of one call to each kind of route, with ``headers``.
+
+    A refused call must not carry account data: no email, no account id.
+    """
     calls = {
         "codex": lb.client.post(
             "/backend-api/codex/responses", json=CODEX_BODY, headers=headers
@@ -73,16 +91,38 @@ async def statuses(lb: LB, headers: dict[str, str]) -> dict[str, int]:
         "models": lb.client.get("/v1/models", headers=headers),
         "usage": lb.client.get("/api/codex/usage", headers=headers),
         "api": lb.client.get("/api/accounts", headers=headers),
+        "dashboard_api": lb.client.get("/api/dashboard", headers=headers),
+        "requests": lb.client.get("/api/requests", headers=headers),
         "keys": lb.client.get("/api/keys", headers=headers),
         "dashboard": lb.client.get("/dashboard", headers=headers),
+        "metrics": lb.client.get("/metrics", headers=headers),
     }
     result = {}
     for name, call in calls.items():
         response = await call
         text = await response.text()
-        assert "a@example.com" not in text or response.status == 200
+        if response.status >= 400:
+            leaked = [x for x in (*lb.ids, *lb.ids.values()) if x in text]
+            assert leaked == [], f"{name} refused but told {leaked}"
         result[name] = response.status
     return result
+
+
+ALL_REFUSED = dict.fromkeys(
+    (
+        "codex",
+        "chat",
+        "models",
+        "usage",
+        "api",
+        "dashboard_api",
+        "requests",
+        "keys",
+        "dashboard",
+        "metrics",
+    ),
+    401,
+)
 
 
 class TestOpenByAccident:
@@ -94,8 +134,8 @@ class TestOpenByAccident:
         plain = await statuses(open_lb, remote)
         spoofed = await statuses(open_lb, forged)
 
-        assert set(plain.values()) == {401}
-        assert set(spoofed.values()) == {401}
+        assert plain == ALL_REFUSED
+        assert spoofed == ALL_REFUSED
         assert open_lb.emulator.requests == []
 
     async def test_loopback_callers_are_served(self, open_lb: LB) -> None:
@@ -108,8 +148,11 @@ class TestOpenByAccident:
             "models": 200,
             "usage": 200,
             "api": 200,
+            "dashboard_api": 200,
+            "requests": 200,
             "keys": 200,
             "dashboard": result["dashboard"],
+            "metrics": 200,
         }
         assert result["dashboard"] in (200, 302, 303)
 
@@ -148,3 +191,106 @@ class TestClientKeys:
         assert revoked.status == 401
         [logged] = await open_lb.request_logs()
         assert logged.api_key_id == row.id
+
+
+LOCAL_PROXY = "127.0.0.1/32"
+FAR_CLIENT = "198.51.100.9"
+
+
+class TestForwardedFor:
+    """``X-Forwarded-For`` counts only when the peer is a named proxy."""
+
+    @pytest.mark.parametrize(
+        "forwarded",
+        [
+            [("X-Forwarded-For", FAR_CLIENT)],
+            # The client forged a loopback hop; the proxy appended the truth.
+            [("X-Forwarded-For", f"127.0.0.1, {FAR_CLIENT}")],
+            # ... or added its own header line after the client's.
+            [("X-Forwarded-For", "127.0.0.1"), ("X-Forwarded-For", FAR_CLIENT)],
+            # Hops nobody can place are not loopback.
+            [("X-Forwarded-For", "unknown")],
+            [("X-Forwarded-For", "127.0.0.1:8080")],
+        ],
+        ids=["remote", "forged-then-appended", "two-lines", "unknown", "with-port"],
+    )
+    async def test_remote_client_behind_a_local_proxy_is_refused(
+        self, make_open_lb: Callable[..., Awaitable[LB]], forwarded: Headers
+    ) -> None:
+        """C15 behind nginx on the same host: the peer is loopback, the
+        client is not; nothing is served and the upstream hears nothing."""
+        lb = await make_open_lb(CODEX_LB_TRUSTED_PROXIES=LOCAL_PROXY)
+
+        result = await statuses(lb, forwarded)
+
+        assert result == ALL_REFUSED
+        assert lb.emulator.requests == []
+
+    async def test_loopback_client_behind_a_local_proxy_is_served(
+        self, make_open_lb: Callable[..., Awaitable[LB]]
+    ) -> None:
+        """A proxy that says its client is on loopback is believed."""
+        lb = await make_open_lb(CODEX_LB_TRUSTED_PROXIES=LOCAL_PROXY)
+
+        result = await statuses(lb, [("X-Forwarded-For", "127.0.0.1")])
+
+        assert result["codex"] == result["api"] == result["metrics"] == 200
+
+    async def test_forwarded_for_from_an_untrusted_peer_is_ignored(
+        self, make_open_lb: Callable[..., Awaitable[LB]]
+    ) -> None:
+        """Naming proxies does not make every peer's header believed."""
+        lb = await make_open_lb(CODEX_LB_TRUSTED_PROXIES=LOCAL_PROXY)
+
+        result = await statuses(
+            lb, {"X-Test-Remote": "1", "X-Forwarded-For": "127.0.0.1"}
+        )
+
+        assert result == ALL_REFUSED
+        assert lb.emulator.requests == []
+
+    async def test_a_remote_trusted_proxy_passes_its_client_on(
+        self, make_open_lb: Callable[..., Awaitable[LB]]
+    ) -> None:
+        """A proxy on another host, when named, vouches for its hops."""
+        lb = await make_open_lb(CODEX_LB_TRUSTED_PROXIES=f"{REMOTE_PEER}/32")
+
+        far = await statuses(lb, {"X-Test-Remote": "1", "X-Forwarded-For": FAR_CLIENT})
+        near = await statuses(
+            lb, {"X-Test-Remote": "1", "X-Forwarded-For": "127.0.0.1"}
+        )
+
+        assert far == ALL_REFUSED
+        assert near["api"] == near["models"] == 200
+
+
+class TestAdminToken:
+    async def test_admin_token_opens_the_dashboard_api_not_the_proxy(
+        self, make_open_lb: Callable[..., Awaitable[LB]]
+    ) -> None:
+        """A remote caller with the admin token reads /api; wrong tokens and
+        proxy routes without a client key stay closed."""
+        lb = await make_open_lb(CODEX_LB_ADMIN_TOKEN="admin-secret-1")
+        remote = {"X-Test-Remote": "1"}
+
+        good = await statuses(lb, {**remote, "Authorization": "Bearer admin-secret-1"})
+        wrong = await statuses(lb, {**remote, "Authorization": "Bearer admin-secret"})
+        cookie = await lb.client.get(
+            "/api/accounts",
+            headers={**remote, "Cookie": "codex_lb_admin=admin-secret-1"},
+        )
+
+        assert good == {
+            **ALL_REFUSED,
+            "api": 200,
+            "dashboard_api": 200,
+            "requests": 200,
+            "keys": 200,
+            "dashboard": good["dashboard"],
+        }
+        assert good["dashboard"] in (200, 302, 303)
+        assert wrong == ALL_REFUSED
+        assert cookie.status == 200
+        emails = {a["email"] for a in (await cookie.json())["accounts"]}
+        assert emails == set(lb.ids)
+        assert lb.emulator.requests == []
