@@ -230,7 +230,7 @@ class TestPrometheusConfig:
         )
 
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "SUCCESS: 7 rules found" in result.stdout
+        assert "SUCCESS: 5 rules found" in result.stdout
 
     def test_local_copy_refuses_a_changed_compose_file(self, tmp_path: Path) -> None:
         """A compose config without the expected target fails loudly."""

@@ -331,7 +331,7 @@ class TestPanelsOnPrometheus:
         rules = [rule for group in groups for rule in group["rules"]]
         alerts = (await prom.get("/api/v1/alerts"))["alerts"]
 
-        assert len(rules) == 7
+        assert len(rules) == 5
         assert [r["name"] for r in rules if r["health"] != "ok"] == []
         # Whether the early errors count toward a rate, and whether two
         # emulated hours of weekly use landed between two scrapes (a burn
