@@ -75,7 +75,7 @@ demo: $(STAMP) prometheus
 	$(BIN)/python scripts/demo.py
 
 dashboards: $(STAMP)
-	$(BIN)/python scripts/build_dashboards.py
+	$(BIN)/python -m scripts.dashboards
 
 compose-check: $(STAMP) prometheus
 	cd compose && CODEX_LB_METRICS_TOKEN=compose-check $(COMPOSE_BIN) \

@@ -415,6 +415,20 @@ async def stack(work: Path, env: Mapping[str, str]) -> AsyncIterator[dict[str, A
             await children.stop_all()
 
 
+def grafana_command(prometheus_url: str) -> str:
+    """The `docker run` that shows the dashboards over `prometheus_url`.
+
+    Host networking lets Grafana reach a Prometheus on the host's loopback;
+    GF_SERVER_HTTP_ADDR keeps Grafana, with its admin/admin login, off every
+    other interface.
+    """
+    return f"""docker run --rm --network host -e GF_SERVER_HTTP_ADDR=127.0.0.1 \\
+    -e PROMETHEUS_URL={prometheus_url} \\
+    -v {ROOT}/grafana/provisioning:/etc/grafana/provisioning:ro \\
+    -v {ROOT}/grafana/dashboards:/etc/grafana/dashboards/codex-lb:ro \\
+    grafana/grafana:11.2.0      # then open http://127.0.0.1:3000 (admin/admin)"""
+
+
 def print_urls(urls: Mapping[str, Any], seconds: float) -> None:
     lb, prom = urls["lb_url"], urls["prometheus_url"]
     until = f"for {int(seconds)} s" if seconds else "Ctrl-C stops it"
@@ -429,11 +443,8 @@ codex-lb demo is running ({until}):
   emulator          {urls["emulator_url"]}/_sim/accounts
   Prometheus        {prom}/graph?g0.expr={graph}
   alerts            {prom}/alerts
-Grafana (with Docker), provisioned with this repository's dashboards:
-  docker run --rm --network host -e PROMETHEUS_URL={prom} \\
-    -v {ROOT}/grafana/provisioning:/etc/grafana/provisioning:ro \\
-    -v {ROOT}/grafana/dashboards:/etc/grafana/dashboards/codex-lb:ro \\
-    grafana/grafana:11.2.0      # then open http://127.0.0.1:3000 (admin/admin)
+Grafana (with Docker) on 127.0.0.1 only, with this repository's dashboards:
+  {grafana_command(prom)}
 """,
         flush=True,
     )

@@ -12,41 +12,17 @@ from tests.compose.helpers import ROOT
 DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
 PROVISIONING = ROOT / "grafana" / "provisioning"
 
-# Every PromQL expression of the operator's seed (docs/grafana.md lists the
-# panel each sits in). A dashboard must carry each one verbatim, up to
-# whitespace.
-SEED_EXPRESSIONS = (
-    "topk(20, codex_lb_secondary_remaining_credits)",
-    "topk(20, codex_lb_secondary_used_percent)",
-    'sum(rate(codex_lb_proxy_requests_total{status="error"}[5m])) '
-    "/ sum(rate(codex_lb_proxy_requests_total[5m]))",
-    "histogram_quantile(0.95, sum by (le) "
-    "(rate(codex_lb_proxy_latency_ms_bucket[5m])))",
-    'sum(rate(codex_lb_proxy_tokens_total{kind="cached_input"}[5m])) '
-    '/ sum(rate(codex_lb_proxy_tokens_total{kind="input"}[5m]))',
-    "topk(10, sum by (account_id) "
-    "(rate(codex_lb_proxy_account_cost_usd_total[5m])) * 3600)",
-    "topk(10, sum by (account_id) (rate(codex_lb_proxy_account_requests_total[5m])))",
-    "sum by (account_id) "
-    '(rate(codex_lb_proxy_account_requests_total{status="error"}[5m])) '
-    "/ sum by (account_id) (rate(codex_lb_proxy_account_requests_total[5m]))",
-    "* on(account_id) group_left(display) codex_lb_account_identity",
-    "sum by (error_class) (rate(codex_lb_proxy_retries_total[5m]))",
-    "topk(10, sum by (account_id) (rate(codex_lb_proxy_account_retries_total[5m])))",
-    "sum by (reason) (rate(codex_lb_proxy_unpriced_success_total[5m]))",
-    "topk(10, sum by (account_id) "
-    "(rate(codex_lb_proxy_account_unpriced_success_total[5m])))",
-    "increase(codex_lb_proxy_account_cost_usd_total[1d]) "
-    "/ (increase(codex_lb_secondary_used_percent_increase_total[1d]) / 100)",
-    'increase(codex_lb_proxy_account_cost_usd_total{account_id="$account"}[1h])',
-    'increase(codex_lb_proxy_account_requests_total{account_id="$account"}[1h])',
-    "sum(increase(codex_lb_proxy_cost_usd_total[1d]))",
-    "topk(20, sum by (account_id) "
-    "(increase(codex_lb_proxy_account_cost_usd_total[1d])))",
-    "sum by (pool, outcome) (rate(codex_lb_lb_select_total[5m]))",
-    "sum by (event) (rate(codex_lb_lb_mark_total[5m]))",
-    "sum by (code) (increase(codex_lb_lb_mark_permanent_failure_total[1h]))",
-)
+# The operator's seed, as the repository keeps it (a test beside it checks
+# it against the shared original). Read only.
+SEED = ROOT / "tests" / "collectors" / "seed_000.txt"
+
+# A seed bullet that shows an exposition line (label names and a value)
+# rather than a query.
+EXPOSITION_LINE = re.compile(r"\w+\{[\w,]+\} \d+")
+
+# The `$model` matcher the Overview adds; at All (`.*`) it selects every
+# series, so a query with it stands for the same query without it.
+MODEL_MATCHER = re.compile(r',?model=~"\$model",?')
 
 # Variables Grafana itself defines.
 BUILTIN_VARIABLES = frozenset(
@@ -64,9 +40,32 @@ BUILTIN_VARIABLES = frozenset(
 )
 
 
+def seed_expressions() -> list[str]:
+    """Every PromQL expression the seed lists, in order.
+
+    The seed writes the identity join as `... * on(account_id) ...`: the
+    dots stand for any per-account query, so the join itself is what a
+    panel must carry.
+    """
+    found = re.findall(r"^\s+- `([^`]+)`$", SEED.read_text(), flags=re.MULTILINE)
+    queries = [expr for expr in found if not EXPOSITION_LINE.fullmatch(expr)]
+    return [expr.removeprefix("... ") for expr in queries]
+
+
 def normalize(expr: str) -> str:
     """PromQL with all whitespace removed, for comparing expressions."""
     return re.sub(r"\s+", "", expr)
+
+
+def without_model_filter(expr: str) -> str:
+    """`expr` with the `$model` matcher taken out (and `{}` left empty)."""
+
+    def drop(match: re.Match[str]) -> str:
+        text = match.group(0)
+        # Keep one comma when the matcher sat between two others.
+        return "," if text.startswith(",") and text.endswith(",") else ""
+
+    return MODEL_MATCHER.sub(drop, expr).replace("{}", "")
 
 
 def load_dashboards() -> dict[str, dict[str, Any]]:
@@ -126,3 +125,46 @@ def query_result_line(sample: dict[str, Any]) -> str:
     labels = ",".join(f'{k}="{v}"' for k, v in sorted(metric.items()))
     value, stamp = sample["value"][1], sample["value"][0]
     return f"{name}{{{labels}}} {value} {int(float(stamp) * 1000)}"
+
+
+def grafana_time(text: str, now: float, *, end: bool) -> float:
+    """Epoch seconds for a Grafana relative time such as `now-7d/d`.
+
+    `/d` rounds to the day (UTC here): down for a range's start, up to the
+    day's last millisecond for its end, as Grafana does.
+    """
+    match = re.fullmatch(r"now(?:-(\d+)([mhd]))?(/d)?", text)
+    assert match is not None, f"unsupported relative time {text!r}"
+    amount, unit, rounded = match.groups()
+    seconds = {"m": 60, "h": 3600, "d": 86400}
+    at = now - int(amount or 0) * seconds.get(unit or "m", 0)
+    if rounded:
+        day = at // 86400 * 86400
+        at = day + 86400 - 0.001 if end else day
+    return at
+
+
+def grafana_range(
+    dashboard: dict[str, Any], panel: dict[str, Any], now: float, step: float
+) -> tuple[float, float]:
+    """The (start, end) Grafana asks Prometheus for, for a panel with a
+    minimum interval of `step` seconds.
+
+    A panel's own relative time (`timeFrom`) runs to now; the Prometheus
+    data source then aligns both ends down to a multiple of the step, which
+    puts a 1 d step on midnights.
+    """
+    if panel.get("timeFrom"):
+        start_text, end_text = panel["timeFrom"], "now"
+    else:
+        start_text, end_text = dashboard["time"]["from"], dashboard["time"]["to"]
+    start = grafana_time(start_text, now, end=False)
+    end = grafana_time(end_text, now, end=True)
+    return start // step * step, end // step * step
+
+
+def seconds(duration: str) -> int:
+    """`1d`, `1h`, `5m` or `30s` in seconds."""
+    match = re.fullmatch(r"(\d+)([smhd])", duration)
+    assert match is not None, duration
+    return int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]

@@ -26,19 +26,39 @@ class Prometheus:
         self.url = url
         self.session = session
 
-    async def query(self, expr: str) -> list[dict[str, Any]]:
-        """The instant result of `expr` now (raises PromQLError if refused)."""
-        async with self.session.get(
-            f"{self.url}/api/v1/query", params={"query": expr}
-        ) as response:
-            body = await response.json()
-        if body.get("status") != "success":
-            raise PromQLError(f"{body.get('errorType')}: {body.get('error')}")
-        data = body["data"]
+    async def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        """The instant result of `expr` now, or at epoch `at` (raises
+        PromQLError if refused)."""
+        params = {"query": expr}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        data = await self._api("/api/v1/query", params)
         if data["resultType"] in ("scalar", "string"):
             return [{"metric": {}, "value": data["result"]}]
         result: list[dict[str, Any]] = data["result"]
         return result
+
+    async def query_range(
+        self, expr: str, start: float, end: float, step: float
+    ) -> list[dict[str, Any]]:
+        """The series `expr` gives from `start` to `end` every `step` seconds."""
+        params = {
+            "query": expr,
+            "start": f"{start:.3f}",
+            "end": f"{end:.3f}",
+            "step": f"{step:g}",
+        }
+        data = await self._api("/api/v1/query_range", params)
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    async def _api(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        async with self.session.get(f"{self.url}{path}", params=params) as response:
+            body = await response.json()
+        if body.get("status") != "success":
+            raise PromQLError(f"{body.get('errorType')}: {body.get('error')}")
+        data: dict[str, Any] = body["data"]
+        return data
 
     async def get(self, path: str) -> Any:
         async with self.session.get(f"{self.url}{path}") as response:
@@ -74,23 +94,90 @@ async def running_prometheus(
     The config is compose/prometheus.yml pointed at `target`, so the test
     scrapes exactly as the compose stack does, metrics token included.
     """
-    binary = tool("prometheus")
     token_file = work / "metrics_token"
     token_file.write_text(token)
-    config = work / "prometheus.yml"
     demo = load_script("demo")
-    config.write_text(
-        demo.local_prometheus_config(
-            target, token_file, scrape_interval=scrape_interval
-        )
+    config = demo.local_prometheus_config(
+        target, token_file, scrape_interval=scrape_interval
     )
+    async with serving(work, config, work / "tsdb") as prometheus:
+        yield prometheus
+
+
+# Suffixes of the series that only grow: counters and histogram parts.
+GROWING_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
+
+
+def history_text(
+    samples: list[dict[str, Any]], end: float, span: float, spacing: float
+) -> str:
+    """OpenMetrics text for `span` seconds of history ending at `end`.
+
+    Each of `samples` (an instant query result) becomes one series: a
+    counter grows evenly from 0 to its value, anything else holds its
+    value. A counter of value v therefore adds v * d / span over any d
+    seconds, which is what a daily or hourly panel must then show.
+    """
+    steps = int(span // spacing)
+    lines = []
+    for sample in samples:
+        labels = dict(sample["metric"])
+        name = labels.pop("__name__")
+        text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        value = float(sample["value"][1])
+        growing = name.endswith(GROWING_SUFFIXES)
+        for step in range(steps + 1):
+            at = end - (steps - step) * spacing
+            now_value = value * step / steps if growing else value
+            lines.append(f"{name}{{{text}}} {now_value!r} {at:.3f}")
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.asynccontextmanager
+async def prometheus_with_history(
+    work: Path, openmetrics: str
+) -> AsyncIterator[Prometheus]:
+    """A Prometheus that scrapes nothing and holds `openmetrics` as history,
+    written into its storage by `promtool tsdb create-blocks-from`."""
+    source = work / "history.om"
+    source.write_text(openmetrics)
+    tsdb = work / "tsdb"
+    created = await asyncio.create_subprocess_exec(
+        tool("promtool"),
+        "tsdb",
+        "create-blocks-from",
+        "openmetrics",
+        "--max-block-duration=24h",
+        str(source),
+        str(tsdb),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await created.communicate()
+    if created.returncode != 0:
+        raise RuntimeError(f"promtool could not write the history:\n{output!r}")
+    async with serving(work, "global:\n  scrape_interval: 1m\n", tsdb) as prometheus:
+        yield prometheus
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    work: Path, config_text: str, tsdb: Path
+) -> AsyncIterator[Prometheus]:
+    """Prometheus with `config_text` on storage `tsdb`, until the block ends."""
+    binary = tool("prometheus")
+    config = work / "prometheus.yml"
+    config.write_text(config_text)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = (work / "prometheus.log").open("wb")
+    log_path = work / "prometheus.log"
+    log = log_path.open("wb")
     process = await asyncio.create_subprocess_exec(
         binary,
         f"--config.file={config}",
-        f"--storage.tsdb.path={work / 'tsdb'}",
+        f"--storage.tsdb.path={tsdb}",
         f"--web.listen-address=127.0.0.1:{port}",
         stdin=asyncio.subprocess.DEVNULL,
         stdout=log,
@@ -106,7 +193,7 @@ async def running_prometheus(
                         if response.status == 200:
                             break
                 if process.returncode is not None or time.monotonic() > deadline:
-                    output = (work / "prometheus.log").read_text(errors="replace")
+                    output = log_path.read_text(errors="replace")
                     raise RuntimeError(f"Prometheus did not start:\n{output[-2000:]}")
                 await asyncio.sleep(0.05)
             yield Prometheus(url, session)

@@ -12,19 +12,21 @@ from typing import Any
 
 import pytest
 
-from tests.compose.helpers import ROOT, load_script
+from scripts.dashboards import rendered_files
+from tests.compose.helpers import ROOT
 from tests.grafana.dashboards import (
     BUILTIN_VARIABLES,
     DASHBOARD_DIR,
     PROVISIONING,
-    SEED_EXPRESSIONS,
     grafana_regex,
     load_dashboards,
     normalize,
     panels,
     provisioned_datasource_uid,
+    seed_expressions,
     targets,
     variables_used,
+    without_model_filter,
 )
 
 DASHBOARDS = load_dashboards()
@@ -46,8 +48,8 @@ class TestProvisioning:
         assert titles == EXPECTED_TITLES
 
     def test_files_match_their_generator(self) -> None:
-        """The JSON files are what scripts/build_dashboards.py writes now."""
-        files = load_script("build_dashboards").rendered_files()
+        """The JSON files are what scripts/dashboards renders now."""
+        files = rendered_files()
 
         on_disk = {p.name: p.read_text() for p in DASHBOARD_DIR.glob("*.json")}
 
@@ -164,11 +166,24 @@ class TestDashboard:
 
 
 class TestSeedCoverage:
-    @pytest.mark.parametrize("expr", SEED_EXPRESSIONS)
+    def test_the_seed_lists_its_expressions(self) -> None:
+        """The seed parses into its 21 queries (the join among them)."""
+        expressions = seed_expressions()
+
+        assert len(expressions) == 21
+        assert "* on(account_id) group_left(display) codex_lb_account_identity" in (
+            expressions
+        )
+
+    @pytest.mark.parametrize("expr", seed_expressions())
     def test_seed_expression_is_in_a_panel(self, expr: str) -> None:
-        """The seed's expression appears in some panel, whitespace aside."""
+        """The seed's expression appears in some panel, whitespace aside and
+        with the Overview's `$model` filter at All (the live test shows that
+        filter at All changes no result)."""
         exprs = [
-            normalize(t["expr"]) for d in DASHBOARDS.values() for _, t in targets(d)
+            normalize(without_model_filter(t["expr"]))
+            for d in DASHBOARDS.values()
+            for _, t in targets(d)
         ]
 
         assert any(normalize(expr) in e for e in exprs)
@@ -184,19 +199,78 @@ class TestSeedCoverage:
                     assert join in normalize(target["expr"]), panel["title"]
 
     def test_daily_totals_use_a_one_day_step_on_whole_days(self) -> None:
-        """Per-day panels step by 1 d over a range that starts at midnight."""
-        activity = DASHBOARDS["activity.json"]
+        """Per-day graphs step by 1 d over a range that starts at midnight:
+        the dashboard's, or the panel's own relative time."""
         daily = [
-            (panel, target)
-            for panel, target in targets(activity)
-            if "[1d]" in target["expr"]
+            (dashboard, panel, target)
+            for dashboard in DASHBOARDS.values()
+            for panel, target in targets(dashboard)
+            if "[1d]" in target["expr"] and panel["type"] == "timeseries"
         ]
 
+        assert len(daily) == 5
+        for dashboard, panel, target in daily:
+            starts = panel.get("timeFrom") or dashboard["time"]["from"]
+            assert starts.endswith("d/d"), panel["title"]
+            assert panel["interval"] == target["interval"] == "1d", panel["title"]
+        activity = DASHBOARDS["activity.json"]
         assert activity["time"] == {"from": "now-7d/d", "to": "now/d"}
-        assert len(daily) == 4
-        assert all(
-            p.get("interval") == "1d" and t["interval"] == "1d" for p, t in daily
+
+
+class TestPanelChoices:
+    def test_no_panel_is_repeated(self) -> None:
+        """No two panels, on any dashboards, share a title."""
+        titles = [
+            p["title"]
+            for d in DASHBOARDS.values()
+            for p in panels(d)
+            if p["type"] != "row"
+        ]
+
+        assert sorted(titles) == sorted(set(titles))
+
+    def test_model_filter_reaches_every_overview_query_with_a_model(self) -> None:
+        """On the Overview, every selector of a metric that has a `model`
+        label carries the `$model` filter."""
+        with_model = (
+            "codex_lb_proxy_requests_total",
+            "codex_lb_proxy_latency_ms_bucket",
+            "codex_lb_proxy_tokens_total",
+            "codex_lb_proxy_cost_usd_total",
         )
+        pattern = re.compile(rf"({'|'.join(with_model)})(\{{[^}}]*\}})?")
+        selectors = [
+            (panel["title"], match.group(0))
+            for panel, target in targets(DASHBOARDS["overview.json"])
+            for match in pattern.finditer(target["expr"])
+        ]
+
+        assert len(selectors) >= 12
+        unfiltered = [s for s in selectors if 'model=~"$model"' not in s[1]]
+        assert unfiltered == []
+
+    def test_activity_titles_show_the_account_name(self) -> None:
+        """Titles name the account by `${account:text}` (its display), never
+        by the bare `$account` id."""
+        titles = [p["title"] for p in panels(DASHBOARDS["activity.json"])]
+        named = [title for title in titles if "account" in variables_used(title)]
+
+        assert len(named) == 5
+        assert all("${account:text}" in title for title in named)
+        assert not any(re.search(r"\$account\b", title) for title in titles)
+
+    def test_implied_quota_leaves_out_accounts_with_no_weekly_use(self) -> None:
+        """The seed's quotient is only kept where its denominator is above 0,
+        so an idle account shows no NaN or infinity."""
+        accounts = {p["title"]: p for p in panels(DASHBOARDS["accounts.json"])}
+        table = accounts["Implied weekly quota (USD, observed over 1 d)"]
+        expr = normalize(table["targets"][0]["expr"])
+
+        guard = normalize(
+            "and on(account_id) "
+            "(increase(codex_lb_secondary_used_percent_increase_total[1d]) > 0)"
+        )
+        assert guard in expr
 
 
 class TestForecastPanels:
@@ -221,6 +295,37 @@ class TestForecastPanels:
         assert units[waste] == "short"
         assert units[eta] == units["Weekly reset in"] == "s"
         assert units["Weekly used %"] == "percent"
+
+    def test_the_reset_cliff_lists_the_soonest_reset_first(self) -> None:
+        """The table sorts ascending by time to reset, and every column
+        leaves out accounts whose reset time has already passed."""
+        accounts = {p["title"]: p for p in DASHBOARDS["accounts.json"]["panels"]}
+        table = accounts["Reset cliff: time to weekly reset beside what is left"]
+
+        assert table["options"]["sortBy"] == [
+            {"displayName": "Weekly reset in", "desc": False}
+        ]
+        reset_in, *others = (normalize(t["expr"]) for t in table["targets"])
+        assert "codex_lb_secondary_reset_at_seconds-time()>0" in reset_in
+        ahead = normalize(
+            "and on(account_id) (codex_lb_secondary_reset_at_seconds > time())"
+        )
+        assert len(others) == 4
+        assert all(ahead in expr for expr in others)
+
+    def test_top_tables_sort_largest_first(self) -> None:
+        """Every other table sorts by its value, largest first."""
+        tables = [
+            p
+            for d in DASHBOARDS.values()
+            for p in panels(d)
+            if p["type"] == "table" and not p["title"].startswith("Reset cliff")
+        ]
+
+        assert len(tables) == 8
+        for table in tables:
+            (sort,) = table["options"]["sortBy"]
+            assert sort["desc"] is True, table["title"]
 
     def test_runway_and_implied_quota_have_panels(self) -> None:
         """The pool's runway is a stat in seconds; codex-lb's implied quota

@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from tests.compose.helpers import ROOT, tool
+from tests.compose.helpers import ROOT, load_script, tool
 from tests.grafana.prometheus import free_port
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.timeout(120)]
@@ -73,6 +73,9 @@ class TestDemo:
         assert ast.literal_eval(counts).get("ok", 0) > 0
         assert text.rstrip().endswith("demo: stopped")
         assert all(port_is_free(env[name]) for name in PORTS)
+        assert "docker run --rm --network host -e GF_SERVER_HTTP_ADDR=127.0.0.1" in (
+            text
+        )
 
     async def test_ctrl_c_stops_everything_cleanly(self) -> None:
         """Ctrl-C to the foreground group stops the demo and all it started."""
@@ -93,3 +96,28 @@ class TestDemo:
         assert "Traceback" not in text
         assert "demo: stopped" in text
         assert all(port_is_free(env[name]) for name in PORTS)
+
+
+class TestGrafanaCommand:
+    def test_grafana_listens_on_loopback_only(self) -> None:
+        """The printed `docker run` shares the host's network but binds
+        Grafana to 127.0.0.1, and names the demo's Prometheus."""
+        command = load_script("demo").grafana_command("http://127.0.0.1:9191")
+
+        assert "--network host" in command
+        assert "-e GF_SERVER_HTTP_ADDR=127.0.0.1 " in command
+        assert "-e PROMETHEUS_URL=http://127.0.0.1:9191 " in command
+
+    def test_documented_commands_bind_loopback_too(self) -> None:
+        """Every Grafana `docker run` in the docs binds it to 127.0.0.1."""
+        docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+        commands = [
+            block
+            for path in docs
+            for block in re.findall(
+                r"docker run[^`]*?grafana/grafana", path.read_text()
+            )
+        ]
+
+        assert commands
+        assert all("GF_SERVER_HTTP_ADDR=127.0.0.1" in c for c in commands), commands

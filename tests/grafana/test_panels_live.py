@@ -7,18 +7,23 @@ success, a client error, a failed usage poll and an account that needs a
 new login. Prometheus scrapes it every second with the compose scrape job
 (metrics token included) and loads the compose alert rules. Then every
 expression of every dashboard, variables substituted as Grafana would,
-must parse, and must return data unless it reads a series codex-lb does not
-export yet.
+must parse and return data, as an instant query and, for graphs, as a range
+query. The daily and hourly panels run with their 1 d and 1 h steps on a
+second Prometheus holding three days of history made from what codex-lb
+exported, and must show the per-day and per-hour figures that history
+implies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -32,26 +37,28 @@ from codex_lb.sim import Emulator, Fault, SimAccount
 from codex_lb.store import open_store
 from tests.conftest import LB, EventRecorder, import_accounts, settings_env
 from tests.grafana.dashboards import (
+    grafana_range,
     grafana_regex,
     load_dashboards,
     query_result_line,
+    seconds,
     substitute,
     targets,
+    without_model_filter,
 )
-from tests.grafana.prometheus import Prometheus, PromQLError, running_prometheus
+from tests.grafana.prometheus import (
+    Prometheus,
+    PromQLError,
+    history_text,
+    prometheus_with_history,
+    running_prometheus,
+)
 
 pytestmark = [
     pytest.mark.prometheus,
     pytest.mark.timeout(120),
     pytest.mark.asyncio(loop_scope="module"),
 ]
-
-# Series the panels read that the current code does not export (or exports
-# with no samples under this workload). A query reading only these must
-# parse but may return nothing. Empty since the forecasts, the quota
-# reading age and the usage poller arrived; add a series here when a panel
-# gets ahead of the code again.
-NOT_YET_EXPORTED: dict[str, str] = {}
 
 # What Grafana puts in for its own variables at a 1 h range.
 GRAFANA_VALUES = {
@@ -67,6 +74,42 @@ TOKEN = "live-test-metrics-token"
 CODEX = "/backend-api/codex/responses"
 UNPRICED_MODEL = "gpt-5.9-preview"
 EMAILS = ("a@example.com", "b@example.com", "c@example.com")
+
+# The synthetic history: three days, a sample every four minutes (gauges
+# must have a sample within the 5 min Prometheus looks back).
+HISTORY_DAYS = 3
+HISTORY_SPACING = 240.0
+
+
+@attrs.frozen
+class Scraped:
+    """codex-lb after the workload, the Prometheus that scraped it, and
+    when that Prometheus started scraping (epoch seconds)."""
+
+    lb: LB
+    prom: Prometheus
+    since: float
+
+
+@attrs.frozen
+class History:
+    """A Prometheus with days of history made from codex-lb's series."""
+
+    prom: Prometheus
+    samples: list[dict[str, Any]]
+    start: float
+    end: float
+
+    def per_second(self, metric: str, **labels: str) -> float:
+        """How fast the history's `metric` series (matching `labels`) grow,
+        summed, in units per second."""
+        total = sum(
+            float(s["value"][1])
+            for s in self.samples
+            if s["metric"]["__name__"] == metric
+            and all(s["metric"].get(k) == v for k, v in labels.items())
+        )
+        return total / (self.end - self.start)
 
 
 def turn(model: str, cache_key: str | None = None) -> dict[str, Any]:
@@ -162,7 +205,7 @@ async def workload(lb: LB) -> None:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def scraped(
     tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[tuple[LB, Prometheus]]:
+) -> AsyncIterator[Scraped]:
     """codex-lb after the workload, and a Prometheus that scraped it since.
 
     Built once for the module: Prometheus waits about 5 s before its first
@@ -178,6 +221,7 @@ async def scraped(
         url = URL(str(lb.client.make_url("/")))
         work = tmp / "prometheus"
         work.mkdir()
+        since = time.time()
         prom = await stack.enter_async_context(
             running_prometheus(work, f"{url.host}:{url.port}", TOKEN)
         )
@@ -187,7 +231,23 @@ async def scraped(
         await workload(lb)
         await send(lb, "gpt-5")
         await prom.wait_for_scrapes(3, after=time.time())
-        yield lb, prom
+        yield Scraped(lb, prom, since)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def history(
+    scraped: Scraped, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[History]:
+    """Three days of history ending now, made from every codex-lb series the
+    live Prometheus holds (counters growing evenly, gauges held)."""
+    samples = await scraped.prom.query('{__name__=~"codex_lb_.+"}')
+    assert len(samples) > 100
+    end = time.time()
+    start = end - HISTORY_DAYS * 86400
+    text = history_text(samples, end, end - start, HISTORY_SPACING)
+    work = tmp_path_factory.mktemp("panels-history")
+    async with prometheus_with_history(work, text) as prom:
+        yield History(prom, samples, start, end)
 
 
 async def start_lb(emu: Emulator, tmp: Path, stack: contextlib.AsyncExitStack) -> LB:
@@ -250,10 +310,10 @@ def variable_values(
 
 class TestPanelsOnPrometheus:
     async def test_scrape_authenticates_with_the_metrics_token(
-        self, scraped: tuple[LB, Prometheus]
+        self, scraped: Scraped
     ) -> None:
         """The compose scrape job's token gets in; codex-lb refuses none."""
-        lb, prom = scraped
+        lb, prom = scraped.lb, scraped.prom
 
         (up,) = await prom.query('up{job="codex-lb"}')
         refused = await lb.client.get("/metrics", headers={"Authorization": "x"})
@@ -262,10 +322,10 @@ class TestPanelsOnPrometheus:
         assert refused.status == 401
 
     async def test_variables_list_every_account_and_model(
-        self, scraped: tuple[LB, Prometheus]
+        self, scraped: Scraped
     ) -> None:
         """`$account` offers each account id shown by email; `$model` the models."""
-        lb, prom = scraped
+        lb, prom = scraped.lb, scraped.prom
         dashboards = load_dashboards()
 
         overview = await resolve_variables(prom, dashboards["overview.json"])
@@ -282,49 +342,71 @@ class TestPanelsOnPrometheus:
             ]
         }
 
-    async def test_every_panel_expression_returns_data(
-        self, scraped: tuple[LB, Prometheus]
-    ) -> None:
-        """Each query parses; each returns data unless it reads only series
-        not exported yet; per-account results carry the display name."""
-        _, prom = scraped
+    async def test_every_panel_expression_returns_data(self, scraped: Scraped) -> None:
+        """Each query parses and returns data as an instant query;
+        per-account results carry the display name."""
         problems = []
         checked = 0
 
-        for name, dashboard in load_dashboards().items():
-            values = variable_values(
-                dashboard, await resolve_variables(prom, dashboard)
-            )
-            for panel, target in targets(dashboard):
-                where = f"{name} / {panel['title']} / {target['refId']}"
-                expr = substitute(target["expr"], values)
-                checked += 1
-                try:
-                    result = await prom.query(expr)
-                except PromQLError as exc:
-                    problems.append(f"{where}: does not evaluate: {exc}\n  {expr}")
-                    continue
-                exempt = [m for m in NOT_YET_EXPORTED if m in expr]
-                if not result and not exempt:
-                    problems.append(f"{where}: no data\n  {expr}")
-                unnamed = [
-                    s["metric"]
-                    for s in result
-                    if "account_id" in s["metric"] and "display" not in s["metric"]
-                ]
-                # A panel for the one `$account` names it in the title.
-                if unnamed and 'account_id="$account"' not in target["expr"]:
-                    problems.append(f"{where}: account without display: {unnamed[0]}")
+        for name, _, panel, target, expr in await panel_queries(scraped.prom):
+            where = f"{name} / {panel['title']} / {target['refId']}"
+            checked += 1
+            try:
+                result = await scraped.prom.query(expr)
+            except PromQLError as exc:
+                problems.append(f"{where}: does not evaluate: {exc}\n  {expr}")
+                continue
+            problems += result_problems(where, expr, target, result)
 
         assert checked > 50
         assert problems == []
 
-    async def test_alert_and_recording_rules_evaluate(
-        self, scraped: tuple[LB, Prometheus]
-    ) -> None:
+    async def test_graphs_return_data_as_range_queries(self, scraped: Scraped) -> None:
+        """Each graph and stat query without a minimum interval returns
+        points as the range query Grafana sends, stepping by the scrape
+        interval over the time Prometheus has scraped codex-lb."""
+        problems = []
+        checked = 0
+        end = time.time()
+
+        for name, _, panel, target, expr in await panel_queries(scraped.prom):
+            if target["instant"] or panel.get("interval"):
+                continue
+            where = f"{name} / {panel['title']} / {target['refId']}"
+            checked += 1
+            try:
+                result = await scraped.prom.query_range(expr, scraped.since, end, 1)
+            except PromQLError as exc:
+                problems.append(f"{where}: does not evaluate: {exc}\n  {expr}")
+                continue
+            problems += result_problems(where, expr, target, result)
+
+        assert checked > 35
+        assert problems == []
+
+    async def test_model_filter_at_all_changes_nothing(self, scraped: Scraped) -> None:
+        """With `$model` at All, every query that filters by it gives what
+        the same query without the filter gives (the seed's expressions)."""
+        at = time.time()
+        compared = 0
+
+        for _, _, panel, target, expr in await panel_queries(scraped.prom):
+            if "$model" not in target["expr"]:
+                continue
+            filtered = await scraped.prom.query(expr, at=at)
+            plain = substitute(without_model_filter(target["expr"]), GRAFANA_VALUES)
+            unfiltered = await scraped.prom.query(plain, at=at)
+
+            assert filtered, panel["title"]
+            assert as_values(filtered) == as_values(unfiltered), panel["title"]
+            compared += 1
+
+        assert compared == 13
+
+    async def test_alert_rules_evaluate(self, scraped: Scraped) -> None:
         """The compose rules load and evaluate; the account that needs a new
         login sets off its alert."""
-        _, prom = scraped
+        prom = scraped.prom
 
         await prom.wait_for_scrapes(2, after=time.time())
         groups = (await prom.get("/api/v1/rules"))["groups"]
@@ -333,9 +415,10 @@ class TestPanelsOnPrometheus:
 
         assert len(rules) == 5
         assert [r["name"] for r in rules if r["health"] != "ok"] == []
-        # Whether the early errors count toward a rate, and whether two
-        # emulated hours of weekly use landed between two scrapes (a burn
-        # that empties the pool at once), depends on where the scrapes fell.
+        # Whether the early errors count toward a rate depends on where the
+        # scrapes fell; whether the runway (a few emulated hours at the
+        # workload's pace, against resets days away) has been scraped and
+        # evaluated yet depends on codex-lb's 5 s forecast refresh.
         names = {a["labels"]["alertname"] for a in alerts}
         assert "CodexLbAccountNeedsReauth" in names
         assert names <= {
@@ -343,3 +426,137 @@ class TestPanelsOnPrometheus:
             "CodexLbHighErrorRate",
             "CodexLbPoolExhaustsBeforeReset",
         }
+
+
+class TestDailyAndHourlyPanels:
+    async def test_each_returns_points_with_its_step(self, history: History) -> None:
+        """Every panel with a minimum interval (1 h, 1 d) returns points for
+        the range and step Grafana would ask for, on three days of history."""
+        problems = []
+        checked = 0
+
+        for name, dashboard, panel, target, expr in await panel_queries(history.prom):
+            if not panel.get("interval"):
+                continue
+            where = f"{name} / {panel['title']} / {target['refId']}"
+            result = await range_as_grafana(history, dashboard, panel, expr)
+            checked += 1
+            points = [v for series in result for v in series["values"]]
+            if len(points) < 2:
+                problems.append(f"{where}: {len(points)} points\n  {expr}")
+            problems += result_problems(where, expr, target, result)
+
+        assert checked == 7
+        assert problems == []
+
+    async def test_daily_bars_hold_whole_days(self, history: History) -> None:
+        """Each daily bar on a midnight whose day lies in the history holds
+        that day's cost: 86 400 s at the rate the history grows."""
+        expected = history.per_second("codex_lb_proxy_cost_usd_total") * 86400
+        daily = {
+            ("activity.json", "Total cost per day"),
+            ("overview.json", "Cost per day"),
+        }
+
+        for name, dashboard, panel, _, expr in await panel_queries(history.prom):
+            if (name, panel["title"]) not in daily:
+                continue
+            (series,) = await range_as_grafana(history, dashboard, panel, expr)
+            whole = inside(history, series["values"], 86400)
+
+            assert len(whole) >= 2, panel["title"]
+            assert all(at % 86400 == 0 for at, _ in whole), panel["title"]
+            for _, value in whole:
+                assert value == pytest.approx(expected, rel=1e-3), panel["title"]
+
+    async def test_hourly_bars_hold_the_account_hour(self, history: History) -> None:
+        """Each hourly cost bar for `$account` holds an hour of that
+        account's cost (the account that cost the most is picked)."""
+        dashboard = load_dashboards()["activity.json"]
+        costs = {
+            s["metric"]["account_id"]: float(s["value"][1])
+            for s in history.samples
+            if s["metric"]["__name__"] == "codex_lb_proxy_account_cost_usd_total"
+        }
+        account = max(costs, key=costs.__getitem__)
+        expected = 3600 * history.per_second(
+            "codex_lb_proxy_account_cost_usd_total", account_id=account
+        )
+        panel, target = next(
+            (p, t)
+            for p, t in targets(dashboard)
+            if p["title"].startswith("Cost per hour")
+        )
+
+        expr = substitute(target["expr"], {"account": account})
+        (series,) = await range_as_grafana(history, dashboard, panel, expr)
+        whole = inside(history, series["values"], 3600)
+
+        assert expected > 0
+        assert len(whole) >= 24
+        assert all(at % 3600 == 0 for at, _ in whole)
+        for _, value in whole:
+            assert value == pytest.approx(expected, rel=1e-3)
+
+
+async def panel_queries(
+    prom: Prometheus,
+) -> list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], str]]:
+    """(file, dashboard, panel, target, expression with variables filled in)
+    for every query of every dashboard."""
+    queries = []
+    for name, dashboard in load_dashboards().items():
+        values = variable_values(dashboard, await resolve_variables(prom, dashboard))
+        for panel, target in targets(dashboard):
+            expr = substitute(target["expr"], values)
+            queries.append((name, dashboard, panel, target, expr))
+    return queries
+
+
+def result_problems(
+    where: str, expr: str, target: dict[str, Any], result: list[dict[str, Any]]
+) -> list[str]:
+    """What is wrong with a query's result: no data, or an account series
+    without its display name."""
+    if not result:
+        return [f"{where}: no data\n  {expr}"]
+    unnamed = [
+        s["metric"]
+        for s in result
+        if "account_id" in s["metric"] and "display" not in s["metric"]
+    ]
+    # A panel for the one `$account` names it in the title.
+    if unnamed and 'account_id="$account"' not in target["expr"]:
+        return [f"{where}: account without display: {unnamed[0]}"]
+    return []
+
+
+def as_values(result: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Labels -> value of an instant result (NaN as None, to compare)."""
+    values = {}
+    for sample in result:
+        value = float(sample["value"][1])
+        key = repr(sorted(sample["metric"].items()))
+        values[key] = None if math.isnan(value) else value
+    return values
+
+
+async def range_as_grafana(
+    history: History, dashboard: dict[str, Any], panel: dict[str, Any], expr: str
+) -> list[dict[str, Any]]:
+    """The range query Grafana sends for a panel with a minimum interval."""
+    step = seconds(panel["interval"])
+    start, end = grafana_range(dashboard, panel, history.end, step)
+    return await history.prom.query_range(expr, start, end, step)
+
+
+def inside(
+    history: History, values: list[list[Any]], window: float
+) -> list[tuple[float, float]]:
+    """The (time, value) points whose whole window lies in the history."""
+    return [
+        (float(at), float(value))
+        for at, value in values
+        if float(at) - window >= history.start + HISTORY_SPACING
+        and float(at) <= history.end
+    ]
