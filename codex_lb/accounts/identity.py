@@ -11,7 +11,7 @@ from typing import Any
 from jwt.utils import base64url_decode
 
 from codex_lb.constants import AUTH_CLAIM, PROFILE_CLAIM
-from codex_lb.store.models import NewAccount, TokenSet
+from codex_lb.store import NewAccount, TokenSet
 
 
 class AuthFileError(ValueError):
