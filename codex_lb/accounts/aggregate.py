@@ -25,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from codex_lb.accounts.pool import ACTIVE, BENCHED, Account
+from codex_lb.accounts.account import ACTIVE, BENCHED, Account
 from codex_lb.constants import PLAN_WEEKLY_CREDITS
 
 QUOTA_HEADER_PREFIXES = ("x-codex-primary-", "x-codex-secondary-")

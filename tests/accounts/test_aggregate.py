@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from codex_lb.accounts import PAUSED, RATE_LIMITED
+from codex_lb.accounts.account import Account
 from codex_lb.accounts.aggregate import (
     pool_quota,
     quota_headers,
     replace_quota_headers,
     usage_payload,
 )
-from codex_lb.accounts.pool import Account
 from codex_lb.app import USAGE_POLLER_KEY
 from codex_lb.sim import Emulator, Fault, SimAccount
 from codex_lb.store import QuotaReading, TokenSet
