@@ -118,6 +118,27 @@ class TestSelectionOrder:
         assert draining_choice.account is not None
         assert draining_choice.account.email == "a@example.com"
 
+    @pytest.mark.parametrize(("setting", "expected"), [("true", "a"), ("", "b")])
+    async def test_prefer_earliest_reset_from_the_environment(
+        self, make_lb: Any, emulator: Emulator, setting: str, expected: str
+    ) -> None:
+        """CODEX_LB_PREFER_EARLIEST_RESET reaches routing through the settings
+        and create_app: a@ (80 %, resets in a day) serves before b@ (20 %,
+        resets in five days) only with it on."""
+        env = {"CODEX_LB_PREFER_EARLIEST_RESET": setting} if setting else {}
+        lb: LB = await make_lb(emulator, **env)
+        a = lb.pool.get(lb.ids["a@example.com"])
+        b = lb.pool.get(lb.ids["b@example.com"])
+        assert a is not None and b is not None
+        now = lb.pool.now()
+        await lb.pool.apply_reading(a, weekly(80, reset_at=now + 86400))
+        await lb.pool.apply_reading(b, weekly(20, reset_at=now + 5 * 86400))
+
+        served = await _served_by(lb)
+
+        assert lb.pool.prefer_earliest_reset is (setting == "true")
+        assert served == lb.ids[f"{expected}@example.com"]
+
 
 class TestPoolsAndOutcomes:
     async def test_pinned_pool_is_tried_first(
