@@ -264,6 +264,13 @@ def _print_accounts(rows: list[AccountRow], as_json: bool) -> None:
                         "status": r.status,
                         "status_reason": r.status_reason,
                         "status_until": r.status_until,
+                        "under_pause": None
+                        if r.under_pause is None
+                        else {
+                            "status": r.under_pause.status,
+                            "status_reason": r.under_pause.status_reason,
+                            "status_until": r.under_pause.status_until,
+                        },
                         "pinned": r.pinned,
                         "primary_used_percent": r.quota.primary_used_percent
                         if r.quota

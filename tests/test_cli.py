@@ -93,6 +93,7 @@ class TestAccountsCommands:
         refused = run(data, "accounts", "resume", "a@example.com")
         refused_benched = run(data, "accounts", "resume", "b@example.com")
         paused = run(data, "accounts", "pause", "b@example.com")
+        while_paused = json.loads(run(data, "accounts", "list", "--json").stdout)[1]
         resumed = run(data, "accounts", "resume", "b@example.com")
         final = json.loads(run(data, "accounts", "list", "--json").stdout)
 
@@ -106,6 +107,11 @@ class TestAccountsCommands:
         assert refused_benched.returncode == 1
         assert "it is rate_limited until" in refused_benched.stderr
         assert paused.returncode == resumed.returncode == 0
+        assert while_paused["under_pause"] == {
+            "status": "rate_limited",
+            "status_reason": "x",
+            "status_until": until,
+        }
         assert "(back to its bench: rate_limited until" in resumed.stdout
         assert [(a["status"], a["status_until"]) for a in final] == [
             ("active", None),

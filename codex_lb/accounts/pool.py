@@ -1,15 +1,12 @@
 """The account pool: who can serve, in which order, and what failures do.
 
-The pool keeps every account in memory for routing and writes each change of
-lasting state (status, bench, tokens, quota) to the store at once, so a
-restart resumes where it stopped; only the quota readings that come with
-every answer are stored a moment later, the latest per account. Other
-processes (the ``accounts`` commands) change the store directly;
-:meth:`AccountPool.sync` picks their changes up.
-
-The parts it is made of: ``account`` (the record and its statuses),
-``states`` (how a status moves), ``selection`` (the order and sticky
-sessions) and ``readings`` (snapshot events and the deferred writer).
+Every account is in memory for routing; each change of lasting state
+(status, bench, tokens, quota) goes to the store at once, so a restart
+resumes where it stopped (header readings a moment later, the latest per
+account). Other processes (the ``accounts`` commands) change the store
+directly; :meth:`AccountPool.sync` picks their changes up. Its parts:
+``account``, ``states`` (how a status moves), ``selection`` and
+``readings`` (snapshot events, the deferred writer).
 """
 
 from __future__ import annotations
