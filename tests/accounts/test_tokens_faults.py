@@ -139,14 +139,13 @@ class TestHangingEndpoint:
         await burst(lb, 1)
         await lb.pool.resume(b)
 
-        during, took = await timed_burst(lb, 3)
+        during = await burst(lb, 3)
         calls_during = calls_with(frozen, before.refresh_token)
         frozen.clock.advance(tokens_module.RETRY_AFTER_FAILURE_SECONDS)
         await lb.pool.pause(b)
         after = await burst(lb, 1)
 
         assert during == [200] * 3
-        assert max(took) < 0.4
         assert calls_during == 1
         assert after == [200]
         assert calls_with(frozen, before.refresh_token) == 2
