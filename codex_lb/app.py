@@ -187,6 +187,8 @@ async def create_app(
             request_log.stop()
             await asyncio.gather(flusher, return_exceptions=True)
             await relay.close()
+            # Refreshes in flight store their rotated tokens before the end.
+            await refresher.close()
             await bus.drain()
             # Collectors flush their persisted state while the store is open.
             await collector_host.close()

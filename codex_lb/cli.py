@@ -27,10 +27,11 @@ from codex_lb.accounts.oauth import (
     browser_login,
     device_login,
 )
+from codex_lb.accounts.states import StateConflict, paused, resumed
 from codex_lb.cli_keys import add_key_commands, run_keys
 from codex_lb.config import Settings, SettingsError, load_settings
 from codex_lb.logs import configure_logging
-from codex_lb.store import AccountRow, AccountState, Store, open_store
+from codex_lb.store import AccountRow, Store, open_store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     for name, text in (
         ("pause", "take an account out of routing"),
-        ("resume", "put a paused account back into routing"),
+        ("resume", "end a pause (a bench it was under comes back if still on)"),
         ("remove", "delete an account and its tokens"),
         ("pin", "route to this account (and other pinned ones) first"),
         ("unpin", "stop preferring this account"),
@@ -144,20 +145,38 @@ async def _accounts(settings: Settings, args: argparse.Namespace) -> int:
             )
             return 1
         row = matches[0]
-        if args.action == "pause":
-            await store.set_account_state(
-                row.id, AccountState("paused", "paused by operator")
-            )
-        elif args.action == "resume":
-            await store.set_account_state(row.id, AccountState("active"))
+        note = ""
+        if args.action in ("pause", "resume"):
+            try:
+                note = await _pause_or_resume(store, row, args.action)
+            except StateConflict as exc:
+                print(
+                    f"codex-lb: cannot {args.action} {row.id} ({row.email}): {exc}",
+                    file=sys.stderr,
+                )
+                return 1
         elif args.action == "remove":
             await store.remove_account(row.id)
         elif args.action in ("pin", "unpin"):
             await store.set_pinned(row.id, args.action == "pin")
-        print(f"{args.action}: {row.id} ({row.email})")
+        print(f"{args.action}: {row.id} ({row.email}){note}")
         return 0
     finally:
         await store.close()
+
+
+async def _pause_or_resume(store: Store, row: AccountRow, action: str) -> str:
+    """Apply the operator's pause or its end; a note on what it came to."""
+    if action == "pause":
+        state = paused(row.state)
+        if state == row.state:
+            return " (already paused)"
+    else:
+        state = resumed(row.state, time.time())
+    await store.set_account_state(row.id, state)
+    if state.status not in ("active", "paused"):
+        return f" (back to its bench: {state.status} until {_when(state.status_until)})"
+    return ""
 
 
 async def _import(store: Store, files: list[Path]) -> int:
@@ -169,8 +188,14 @@ async def _import(store: Store, files: list[Path]) -> int:
             print(f"codex-lb: {exc}", file=sys.stderr)
             failed += 1
             continue
-        account_id = await store.add_account(new)
-        print(f"imported {account_id} ({new.email}, {new.plan}) from {path}")
+        saved = await store.save_account(new)
+        if saved.tokens_kept:
+            print(
+                f"kept the newer stored tokens of {saved.id} ({new.email}): "
+                f"they were refreshed after {path} was written"
+            )
+        else:
+            print(f"imported {saved.id} ({new.email}, {new.plan}) from {path}")
     return 1 if failed else 0
 
 
@@ -239,6 +264,13 @@ def _print_accounts(rows: list[AccountRow], as_json: bool) -> None:
                         "status": r.status,
                         "status_reason": r.status_reason,
                         "status_until": r.status_until,
+                        "under_pause": None
+                        if r.under_pause is None
+                        else {
+                            "status": r.under_pause.status,
+                            "status_reason": r.under_pause.status_reason,
+                            "status_until": r.under_pause.status_until,
+                        },
                         "pinned": r.pinned,
                         "primary_used_percent": r.quota.primary_used_percent
                         if r.quota

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from codex_lb.sim import Emulator, SimAccount
+from codex_lb.store import AccountRow, AccountState, Store, TokenSet, open_store
 
 
 def run(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -78,6 +81,70 @@ class TestAccountsCommands:
         assert result.returncode == 1
         assert f"{bad}: no 'tokens' object" in result.stderr
 
+    def test_resume_ends_only_a_pause(self, tmp_path: Path) -> None:
+        """Resume of an account that is not paused is one clear error line and
+        changes nothing; a benched account paused then resumed is benched
+        again, not active (SPEC 5: nothing but a reading shortens a bench)."""
+        data = tmp_path / "data"
+        run(data, "accounts", "import", *map(str, auth_files(tmp_path)))
+        until = time.time() + 3600
+        asyncio.run(_set_state(data, "b@example.com", "rate_limited", until))
+
+        refused = run(data, "accounts", "resume", "a@example.com")
+        refused_benched = run(data, "accounts", "resume", "b@example.com")
+        paused = run(data, "accounts", "pause", "b@example.com")
+        while_paused = json.loads(run(data, "accounts", "list", "--json").stdout)[1]
+        resumed = run(data, "accounts", "resume", "b@example.com")
+        final = json.loads(run(data, "accounts", "list", "--json").stdout)
+
+        assert refused.returncode == 1
+        (line,) = refused.stderr.splitlines()
+        assert line.startswith("codex-lb: cannot resume acc_")
+        assert line.endswith(
+            "(a@example.com): the account is not paused (it is active); "
+            "resume only ends a pause"
+        )
+        assert refused_benched.returncode == 1
+        assert "it is rate_limited until" in refused_benched.stderr
+        assert paused.returncode == resumed.returncode == 0
+        assert while_paused["under_pause"] == {
+            "status": "rate_limited",
+            "status_reason": "x",
+            "status_until": until,
+        }
+        assert "(back to its bench: rate_limited until" in resumed.stdout
+        assert [(a["status"], a["status_until"]) for a in final] == [
+            ("active", None),
+            ("rate_limited", until),
+        ]
+
+    def test_pause_refuses_an_account_needing_a_login(self, tmp_path: Path) -> None:
+        data = tmp_path / "data"
+        run(data, "accounts", "import", *map(str, auth_files(tmp_path)))
+        asyncio.run(_set_state(data, "a@example.com", "reauth_required", None))
+
+        result = run(data, "accounts", "pause", "a@example.com")
+
+        assert result.returncode == 1
+        assert "needs a new login (reauth_required)" in result.stderr
+
+    def test_import_of_an_older_file_keeps_the_newer_tokens(
+        self, tmp_path: Path
+    ) -> None:
+        """Importing a file again after codex-lb rotated its tokens keeps the
+        rotated ones, and says so."""
+        data = tmp_path / "data"
+        files = auth_files(tmp_path)
+        run(data, "accounts", "import", *map(str, files))
+        asyncio.run(_rotate(data, "a@example.com"))
+
+        again = run(data, "accounts", "import", str(files[0]))
+
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.startswith("kept the newer stored tokens of acc_")
+        assert f"refreshed after {files[0]} was written" in again.stdout
+        assert asyncio.run(_refresh_token(data, "a@example.com")) == "rt-ROTATED"
+
     def test_unknown_account_is_an_error(self, tmp_path: Path) -> None:
         result = run(tmp_path / "data", "accounts", "pause", "nobody@example.com")
 
@@ -118,3 +185,37 @@ class TestStartup:
             result = run(tmp_path / "data", *args)
             assert result.returncode == 0
             assert "usage:" in result.stdout
+
+
+async def _row(store: Store, email: str) -> AccountRow:
+    (row,) = [r for r in await store.list_accounts() if r.email == email]
+    return row
+
+
+async def _set_state(data: Path, email: str, status: str, until: float | None) -> None:
+    """What the server writes when it benches an account or marks it."""
+    store = await open_store(data)
+    try:
+        row = await _row(store, email)
+        await store.set_account_state(row.id, AccountState(status, "x", until))
+    finally:
+        await store.close()
+
+
+async def _rotate(data: Path, email: str) -> None:
+    """What the server stores after it refreshed an account's tokens."""
+    store = await open_store(data)
+    try:
+        row = await _row(store, email)
+        rotated = TokenSet("at-ROTATED", "rt-ROTATED", None, time.time() + 60)
+        await store.set_tokens(row.id, rotated)
+    finally:
+        await store.close()
+
+
+async def _refresh_token(data: Path, email: str) -> str:
+    store = await open_store(data)
+    try:
+        return (await _row(store, email)).tokens.refresh_token
+    finally:
+        await store.close()

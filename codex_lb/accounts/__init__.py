@@ -1,6 +1,6 @@
 """Accounts: the pool, selection, marks, token refresh, usage and identity."""
 
-from codex_lb.accounts.pool import (
+from codex_lb.accounts.account import (
     ACTIVE,
     BENCHED,
     PAUSED,
@@ -9,9 +9,10 @@ from codex_lb.accounts.pool import (
     REAUTH_REQUIRED,
     STATUSES,
     Account,
-    AccountPool,
     Selection,
 )
+from codex_lb.accounts.pool import AccountPool
+from codex_lb.accounts.states import StateConflict
 from codex_lb.accounts.tokens import RefreshError, TokenRefresher
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "AccountPool",
     "RefreshError",
     "Selection",
+    "StateConflict",
     "TokenRefresher",
 ]

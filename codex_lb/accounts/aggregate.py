@@ -9,7 +9,8 @@ that can serve now:
   percent is known (a pro account holds about 6.7 times a plus account, as
   in ``PLAN_WEEKLY_CREDITS``); an account with no reading is left out, never
   counted as 0;
-- reset: the earliest reset among them, when capacity next comes back;
+- reset: the earliest reset still ahead among them, when capacity next
+  comes back (a reset already past says nothing about the next one);
 - window length: the one most of them report.
 
 When no account can serve but some are benched, the benched accounts are
@@ -25,7 +26,7 @@ from typing import Any
 
 import attrs
 
-from codex_lb.accounts.pool import ACTIVE, BENCHED, Account
+from codex_lb.accounts.account import ACTIVE, BENCHED, Account
 from codex_lb.constants import PLAN_WEEKLY_CREDITS
 
 QUOTA_HEADER_PREFIXES = ("x-codex-primary-", "x-codex-secondary-")
@@ -56,8 +57,11 @@ def capacity(plan: str) -> float:
     return PLAN_WEEKLY_CREDITS.get(plan, PLAN_WEEKLY_CREDITS["plus"])
 
 
-def pool_quota(accounts: Iterable[Account]) -> PoolQuota:
-    """Aggregate the accounts that can serve (or, failing that, the benched)."""
+def pool_quota(accounts: Iterable[Account], now: float | None = None) -> PoolQuota:
+    """Aggregate the accounts that can serve (or, failing that, the benched).
+
+    Resets at or before ``now`` are left out (all count without a ``now``).
+    """
     everyone = list(accounts)
     usable = [a for a in everyone if a.status == ACTIVE]
     limited = not usable
@@ -70,15 +74,15 @@ def pool_quota(accounts: Iterable[Account]) -> PoolQuota:
     ]
     plan = max(members, key=lambda a: capacity(a.plan)).plan if members else None
     return PoolQuota(
-        primary=_window(members, "primary"),
-        secondary=_window(members, "secondary"),
+        primary=_window(members, "primary", now),
+        secondary=_window(members, "secondary", now),
         limit_reached=limited,
         plan=plan,
         credits_balance=sum(balances) if balances else None,
     )
 
 
-def _window(members: list[Account], slot: str) -> PoolWindow | None:
+def _window(members: list[Account], slot: str, now: float | None) -> PoolWindow | None:
     weighted = 0.0
     weights = 0.0
     resets: list[float] = []
@@ -93,7 +97,7 @@ def _window(members: list[Account], slot: str) -> PoolWindow | None:
             weighted += used * weight
             weights += weight
         reset_at = getattr(quota, f"{slot}_reset_at")
-        if reset_at is not None:
+        if reset_at is not None and (now is None or reset_at > now):
             resets.append(reset_at)
         minutes = getattr(quota, f"{slot}_window_minutes")
         if minutes:

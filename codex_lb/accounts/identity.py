@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from jwt.utils import base64url_decode
 
 from codex_lb.constants import AUTH_CLAIM, PROFILE_CLAIM
-from codex_lb.store.models import NewAccount, TokenSet
+from codex_lb.store import NewAccount, TokenSet
 
 
 class AuthFileError(ValueError):
@@ -85,15 +85,9 @@ def account_from_auth_document(
     if not account_id:
         raise AuthFileError(f"{source}: no ChatGPT account id in tokens or id token")
 
-    refreshed_at = now if now is not None else time.time()
-    last_refresh = document.get("last_refresh")
-    if isinstance(last_refresh, str):
-        try:
-            refreshed_at = datetime.fromisoformat(
-                last_refresh.replace("Z", "+00:00")
-            ).timestamp()
-        except ValueError:
-            pass
+    refreshed_at = _written_at(document.get("last_refresh"), id_token, access)
+    if refreshed_at is None:
+        refreshed_at = now if now is not None else time.time()
 
     return NewAccount(
         email=email or account_id,
@@ -107,3 +101,26 @@ def account_from_auth_document(
             access_expires_at=token_expiry(access),
         ),
     )
+
+
+def _written_at(
+    last_refresh: Any, id_token: str | None, access_token: str
+) -> float | None:
+    """When a file's tokens were issued: its ``last_refresh``, else the
+    tokens' ``iat`` claim. The store compares it with its own tokens' last
+    refresh, to keep newer ones."""
+    if isinstance(last_refresh, str):
+        try:
+            moment = datetime.fromisoformat(last_refresh.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            return moment.timestamp()
+    issued = [
+        iat
+        for claims in (token_claims(id_token), token_claims(access_token))
+        if isinstance(iat := claims.get("iat"), (int, float))
+    ]
+    return float(max(issued)) if issued else None

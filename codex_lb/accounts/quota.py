@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from codex_lb.store.models import QuotaReading
+from codex_lb.store import QuotaReading
 
 # Windows shorter than a day are the short (5 h) window; the rest are weekly.
 _SHORT_WINDOW_LIMIT_MINUTES = 24 * 60

@@ -17,7 +17,8 @@ from typing import Any
 import aiohttp
 import structlog
 
-from codex_lb.accounts.pool import REAUTH_REQUIRED, Account, AccountPool
+from codex_lb.accounts.account import REAUTH_REQUIRED, Account
+from codex_lb.accounts.pool import AccountPool
 from codex_lb.accounts.quota import reading_from_usage
 from codex_lb.accounts.tokens import RefreshError, TokenRefresher
 from codex_lb.events import EventBus, UsageRefreshFailed

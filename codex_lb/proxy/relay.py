@@ -301,7 +301,8 @@ class Relay:
             or cached[0] != self._pool.version
             or now - cached[1] > POOL_QUOTA_MAX_AGE_SECONDS
         ):
-            cached = (self._pool.version, now, pool_quota(self._pool.accounts))
+            quota = pool_quota(self._pool.accounts, self._clock())
+            cached = (self._pool.version, now, quota)
             self._pool_quota = cached
         return cached[2]
 

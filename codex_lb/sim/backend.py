@@ -127,6 +127,11 @@ async def simple_fault(fault: Fault | None) -> web.Response | None:
         return None
     if fault.kind == "bad_json":
         return web.Response(body=b"{not json", content_type="application/json")
+    if fault.kind == "garbage":
+        page = b"<html>\xff\xfe bad gateway \xc3\x28</html>"
+        return web.Response(
+            status=fault.status_code, body=page, content_type="text/html"
+        )
     return status_fault_response(fault)
 
 

@@ -17,7 +17,8 @@ A fault's JSON is the `Fault` fields: `{"kind": "status", "status": 429,
 "body": {...}, "headers": {...}, "gzip": false}`, `{"kind": "cut",
 "events": 3}`, `{"kind": "stall", "events": 3, "seconds": 10}`,
 `{"kind": "raw", "chunks": ["event: ...\\n\\n"], "then": "reset"}`,
-`{"kind": "timeout", "seconds": 5}`, `{"kind": "bad_json"}`.
+`{"kind": "timeout", "seconds": 5}`, `{"kind": "bad_json"}`,
+`{"kind": "garbage", "status": 502}`.
 """
 
 from __future__ import annotations

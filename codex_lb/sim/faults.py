@@ -9,6 +9,8 @@ kinds make sense where:
   (every route);
 - `timeout`: wait S seconds, then answer normally (every route);
 - `bad_json`: 200 with a body that is not JSON (compact, usage, token);
+- `garbage`: a status with an HTML page whose bytes are not UTF-8, as a
+  broken proxy in front of the server sends (compact, usage, token);
 - `cut`: N events of a normal stream, then abort the connection (responses);
 - `stall`: N events, S seconds of silence, then the rest (responses);
 - `raw`: exact byte chunks as an event stream, then end or reset (responses).
@@ -20,15 +22,15 @@ from typing import Any, Final, Literal, cast
 
 import attrs
 
-FaultKind = Literal["status", "cut", "stall", "raw", "timeout", "bad_json"]
+FaultKind = Literal["status", "cut", "stall", "raw", "timeout", "bad_json", "garbage"]
 FaultRoute = Literal["responses", "compact", "usage", "token"]
 
 ROUTES: Final[tuple[FaultRoute, ...]] = ("responses", "compact", "usage", "token")
 KINDS_BY_ROUTE: Final[dict[FaultRoute, frozenset[str]]] = {
     "responses": frozenset({"status", "cut", "stall", "raw", "timeout"}),
-    "compact": frozenset({"status", "timeout", "bad_json"}),
-    "usage": frozenset({"status", "timeout", "bad_json"}),
-    "token": frozenset({"status", "timeout", "bad_json"}),
+    "compact": frozenset({"status", "timeout", "bad_json", "garbage"}),
+    "usage": frozenset({"status", "timeout", "bad_json", "garbage"}),
+    "token": frozenset({"status", "timeout", "bad_json", "garbage"}),
 }
 
 
@@ -90,6 +92,11 @@ class Fault:
         return cls("bad_json")
 
     @classmethod
+    def garbage(cls, status: int = 502) -> Fault:
+        """Answer `status` with an HTML body that is not valid UTF-8."""
+        return cls("garbage", status_code=status)
+
+    @classmethod
     def from_json(cls, data: dict[str, Any]) -> Fault:
         """Build a fault from the control API's JSON (`{"kind": ..., ...}`)."""
         kind = data.get("kind")
@@ -112,6 +119,8 @@ class Fault:
             return cls.timeout(float(data["seconds"]))
         if kind == "bad_json":
             return cls.bad_json()
+        if kind == "garbage":
+            return cls.garbage(int(data.get("status", 502)))
         raise ValueError(f"unknown fault kind {kind!r}")
 
 

@@ -1,8 +1,10 @@
 """The store: everything codex-lb keeps on disk, behind one narrow interface.
 
-The rest of codex-lb sees only :class:`Store` and the records in
-``codex_lb.store.models``. SQLite is the backend today; a PostgreSQL backend
-for several replicas would implement the same protocol.
+The rest of codex-lb imports only this module: :class:`Store`, the records
+it exchanges and :func:`open_store`. SQLite (``sqlite*.py``) is the backend
+today; a PostgreSQL backend for several replicas would implement the same
+protocol. Every write is all or nothing: it lands, or it raises and leaves
+no trace, whatever other writes run beside it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from codex_lb.store.models import (
     QuotaReading,
     RequestLogRow,
     RequestTotals,
+    SavedAccount,
     TokenSet,
 )
 from codex_lb.store.sqlite import SqliteStore
@@ -31,6 +34,9 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
     async def change_marker(self) -> int: ...
+    async def save_account(
+        self, new: NewAccount, now: float | None = None
+    ) -> SavedAccount: ...
     async def add_account(self, new: NewAccount, now: float | None = None) -> str: ...
     async def list_accounts(self) -> list[AccountRow]: ...
     async def get_account(self, account_id: str) -> AccountRow | None: ...
@@ -87,6 +93,7 @@ __all__ = [
     "QuotaReading",
     "RequestLogRow",
     "RequestTotals",
+    "SavedAccount",
     "Store",
     "TokenSet",
     "open_store",

@@ -34,11 +34,16 @@ class QuotaReading:
 
 @attrs.frozen
 class AccountState:
-    """The routing state of an account that must survive a restart."""
+    """The routing state of an account that must survive a restart.
+
+    ``under_pause`` is, for a paused account, the bench it was under when
+    the operator paused it: resuming returns to it while it still runs.
+    """
 
     status: str
     status_reason: str | None = None
     status_until: float | None = None
+    under_pause: AccountState | None = None
 
 
 @attrs.frozen
@@ -67,6 +72,27 @@ class AccountRow:
     created_at: float
     last_used_at: float | None
     quota: QuotaReading | None
+    under_pause: AccountState | None = None
+
+    @property
+    def state(self) -> AccountState:
+        return AccountState(
+            self.status, self.status_reason, self.status_until, self.under_pause
+        )
+
+
+@attrs.frozen
+class SavedAccount:
+    """What saving an imported or signed-in account did.
+
+    ``tokens_kept`` is true when the store already held newer tokens for
+    that account (a refresh rotated them after the file was written) and
+    kept them: replacing them would log the account out at its next refresh.
+    """
+
+    id: str
+    created: bool
+    tokens_kept: bool = False
 
 
 @attrs.frozen

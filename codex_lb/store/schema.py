@@ -98,4 +98,11 @@ MIGRATIONS: list[str] = [
     DROP INDEX request_logs_started;
     CREATE INDEX request_logs_model ON request_logs (model, started_at);
     """,
+    # 4: the bench a paused account was under, so resuming it returns the
+    # account to that bench while it still runs.
+    """
+    ALTER TABLE accounts ADD COLUMN under_pause_status TEXT;
+    ALTER TABLE accounts ADD COLUMN under_pause_reason TEXT;
+    ALTER TABLE accounts ADD COLUMN under_pause_until REAL;
+    """,
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from codex_lb.accounts.oauth import DEFAULT_CALLBACK_PORT
 from codex_lb.config import Settings
 from codex_lb.store import Store
 from codex_lb.web.api import (
@@ -76,14 +77,17 @@ def add_dashboard_routes(
     store: Store,
     settings: Settings,
     session: aiohttp.ClientSession,
+    login_callback_port: int = DEFAULT_CALLBACK_PORT,
 ) -> None:
     """Serve the dashboard pages and the API behind them on ``app``.
 
     ``session`` is the application's client session, for the OAuth calls of
-    logins started from the dashboard.
+    logins started from the dashboard; browser logins listen for their
+    callback on ``login_callback_port`` (``app[LOGINS_KEY].callback_port``
+    changes it later, as tests do).
     """
     starter = oauth_starter(session, settings.auth_base_url)
-    logins = LoginFlows(app[POOL_KEY], store, starter)
+    logins = LoginFlows(app[POOL_KEY], store, starter, login_callback_port)
     app[WEB_STORE_KEY] = store
     app[WEB_SETTINGS_KEY] = settings
     app[LOGINS_KEY] = logins

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from codex_lb.accounts import BENCHED, PAUSED, REAUTH_REQUIRED, STATUSES, Account
+from codex_lb.accounts.aggregate import capacity
 from codex_lb.constants import PLAN_WEEKLY_CREDITS
 from codex_lb.store import AccountActivity, RequestLogRow, RequestTotals
 
@@ -49,6 +50,15 @@ def account_json(
         "status": account.status,
         "status_reason": account.status_reason,
         "status_until": account.status_until,
+        "under_pause": (
+            None
+            if account.under_pause is None
+            else {
+                "status": account.under_pause.status,
+                "status_reason": account.under_pause.status_reason,
+                "status_until": account.under_pause.status_until,
+            }
+        ),
         "cooldown_until": account.cooldown_until if cooling else None,
         "consecutive_failures": account.consecutive_failures,
         "pinned": account.pinned,
@@ -94,8 +104,23 @@ def _weekly_used(account: Account) -> float | None:
     return account.quota.secondary_used_percent if account.quota else None
 
 
-def _mean(values: list[float]) -> float | None:
-    return round(sum(values) / len(values), 2) if values else None
+def _left_percent(accounts: list[Account], slot: str) -> float | None:
+    """What is left of a window across ``accounts``, weighted by capacity.
+
+    A pro account holds about 6.7 times a plus account, so its percent
+    weighs that much more, as in the pool's quota for the Codex CLI
+    (``/api/codex/usage``). Accounts with no reading of the window are left
+    out.
+    """
+    weighted = weights = 0.0
+    for account in accounts:
+        used = getattr(account.quota, f"{slot}_used_percent", None)
+        if used is None:
+            continue
+        weight = capacity(account.plan)
+        weighted += (100.0 - min(100.0, max(0.0, used))) * weight
+        weights += weight
+    return round(weighted / weights, 2) if weights else None
 
 
 def _next(times: Iterable[float | None], now: float) -> float | None:
@@ -125,20 +150,12 @@ def pool_snapshot(
 ) -> dict[str, Any]:
     """The pool at a glance: quota left, next resets, statuses, cost, errors.
 
-    Quota left is the mean over the accounts that can serve now or after a
-    reset (not paused, not waiting for a login) that have a reading; credits
-    are summed over the same accounts.
+    Quota left is the capacity-weighted mean over the accounts that can
+    serve now or after a reset (not paused, not waiting for a login) that
+    have a reading; credits are summed over the same accounts.
     """
     serving = [a for a in accounts if a.status not in (PAUSED, REAUTH_REQUIRED)]
     readings = [a.quota for a in serving if a.quota is not None]
-    primary = [
-        q.primary_used_percent for q in readings if q.primary_used_percent is not None
-    ]
-    weekly = [
-        q.secondary_used_percent
-        for q in readings
-        if q.secondary_used_percent is not None
-    ]
     # Credits count only where both the plan's capacity and the reading are
     # known, so "left" and "capacity" always cover the same accounts.
     credits = [
@@ -157,8 +174,8 @@ def pool_snapshot(
         "accounts_by_status": by_status,
         "pinned": sum(1 for a in accounts if a.pinned),
         "inflight": sum(a.inflight for a in accounts),
-        "primary_left_percent": _mean([100.0 - min(100.0, u) for u in primary]),
-        "secondary_left_percent": _mean([100.0 - min(100.0, u) for u in weekly]),
+        "primary_left_percent": _left_percent(serving, "primary"),
+        "secondary_left_percent": _left_percent(serving, "secondary"),
         "weekly_credits_left": round(sum(left for left, _ in credits), 2),
         "weekly_credits_capacity": round(sum(cap for _, cap in credits), 2),
         "next_primary_reset_at": _next((q.primary_reset_at for q in readings), now),

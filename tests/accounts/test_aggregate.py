@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from codex_lb.accounts import PAUSED, RATE_LIMITED
+from codex_lb.accounts.account import Account
 from codex_lb.accounts.aggregate import (
     pool_quota,
     quota_headers,
     replace_quota_headers,
     usage_payload,
 )
-from codex_lb.accounts.pool import Account
 from codex_lb.app import USAGE_POLLER_KEY
 from codex_lb.sim import Emulator, Fault, SimAccount
 from codex_lb.store import QuotaReading, TokenSet
@@ -86,6 +86,45 @@ class TestPoolQuota:
             10080,
         )
         assert (quota.limit_reached, quota.plan) == (False, "pro")
+
+    def test_resets_already_past_are_left_out(self) -> None:
+        """A window whose reset time has passed says nothing about when
+        capacity comes back: the next reset ahead is reported, and with none
+        ahead no reset at all (never reset_after_seconds 0)."""
+        accounts = [
+            member("a", primary=(30, T - 60), secondary=(10, T - 5)),
+            member("b", primary=(40, T + 900), secondary=(20, None)),
+        ]
+
+        quota = pool_quota(accounts, now=T)
+        payload = usage_payload(quota, T)
+
+        assert quota.primary is not None and quota.secondary is not None
+        assert (quota.primary.reset_at, quota.secondary.reset_at) == (T + 900, None)
+        assert payload["rate_limit"]["primary_window"]["reset_after_seconds"] == 900
+        assert payload["rate_limit"]["secondary_window"]["reset_after_seconds"] is None
+        assert "x-codex-secondary-reset-at" not in quota_headers(quota, T)
+
+    async def test_the_usage_route_leaves_past_resets_out(
+        self, make_lb: Any, frozen: Emulator
+    ) -> None:
+        """Through /api/codex/usage: a's 5 h window reset a minute ago, b's
+        is ahead; the route reports b's."""
+        lb = await polled_lb(make_lb, frozen)
+        a = lb.pool.get(lb.ids["a@example.com"])
+        assert a is not None
+        await lb.pool.apply_reading(
+            a,
+            QuotaReading(T, "poll", primary_used_percent=5, primary_reset_at=T - 60),
+        )
+
+        payload = await (await lb.client.get("/api/codex/usage")).json()
+
+        window = payload["rate_limit"]["primary_window"]
+        assert (window["reset_at"], window["reset_after_seconds"]) == (
+            int(T) + 18000,
+            18000,
+        )
 
     def test_unknown_use_is_left_out_not_zero(self) -> None:
         """An account without a reading does not pull the mean down."""

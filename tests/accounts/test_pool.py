@@ -10,9 +10,18 @@ from typing import Any
 
 import pytest
 
-from codex_lb.accounts import ACTIVE, PAUSED, RATE_LIMITED, REAUTH_REQUIRED
-from codex_lb.accounts import pool as pool_module
-from codex_lb.accounts.pool import Account, AccountPool
+from codex_lb.accounts import (
+    ACTIVE,
+    PAUSED,
+    QUOTA_EXCEEDED,
+    RATE_LIMITED,
+    REAUTH_REQUIRED,
+    StateConflict,
+    readings,
+    selection,
+)
+from codex_lb.accounts.account import Account
+from codex_lb.accounts.pool import AccountPool
 from codex_lb.events import EventBus
 from codex_lb.sim import Emulator, SimAccount, SimClock
 from codex_lb.store import AccountState, QuotaReading, Store, open_store
@@ -108,6 +117,27 @@ class TestSelectionOrder:
         assert default_choice.account.email == "b@example.com"
         assert draining_choice.account is not None
         assert draining_choice.account.email == "a@example.com"
+
+    @pytest.mark.parametrize(("setting", "expected"), [("true", "a"), ("", "b")])
+    async def test_prefer_earliest_reset_from_the_environment(
+        self, make_lb: Any, emulator: Emulator, setting: str, expected: str
+    ) -> None:
+        """CODEX_LB_PREFER_EARLIEST_RESET reaches routing through the settings
+        and create_app: a@ (80 %, resets in a day) serves before b@ (20 %,
+        resets in five days) only with it on."""
+        env = {"CODEX_LB_PREFER_EARLIEST_RESET": setting} if setting else {}
+        lb: LB = await make_lb(emulator, **env)
+        a = lb.pool.get(lb.ids["a@example.com"])
+        b = lb.pool.get(lb.ids["b@example.com"])
+        assert a is not None and b is not None
+        now = lb.pool.now()
+        await lb.pool.apply_reading(a, weekly(80, reset_at=now + 86400))
+        await lb.pool.apply_reading(b, weekly(20, reset_at=now + 5 * 86400))
+
+        served = await _served_by(lb)
+
+        assert lb.pool.prefer_earliest_reset is (setting == "true")
+        assert served == lb.ids[f"{expected}@example.com"]
 
 
 class TestPoolsAndOutcomes:
@@ -287,7 +317,7 @@ class TestStickiness:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """Past its bound the table forgets the least recently used session."""
-        monkeypatch.setattr(pool_module, "STICKY_SESSIONS_MAX", 100)
+        monkeypatch.setattr(selection, "STICKY_SESSIONS_MAX", 100)
         pool, _ = await make_pool(store, bus, clock)
 
         for n in range(150):
@@ -527,7 +557,7 @@ class TestHeaderReadings:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """With no flush, the background writer stores the reading by itself."""
-        monkeypatch.setattr(pool_module, "QUOTA_WRITE_SECONDS", 0.01)
+        monkeypatch.setattr(readings, "QUOTA_WRITE_SECONDS", 0.01)
         pool, (a, _b) = await make_pool(store, bus, clock)
 
         pool.take_reading(a, weekly(33.0, source="headers"))
@@ -570,3 +600,215 @@ class TestHeaderReadings:
         await pool.pause(a)
         assert pool.version == start + 2
         await pool.flush_readings()
+
+
+class RowsReadThenHeld:
+    """The real store, whose ``list_accounts`` holds the rows it read until
+    released: a sync that read them, then lost the event loop for a while."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.holding = False
+        self.read = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def list_accounts(self) -> list[Any]:
+        rows = await self._store.list_accounts()
+        if self.holding:
+            self.read.set()
+            await self.release.wait()
+        return rows
+
+
+class TestSyncDuringChanges:
+    @pytest.mark.parametrize(
+        ("before", "action", "expected"),
+        [
+            (None, "bench", RATE_LIMITED),
+            (None, "pause", PAUSED),
+            ("pause", "resume", ACTIVE),
+            (None, "pin", ACTIVE),
+        ],
+    )
+    async def test_a_change_made_while_rows_are_read_is_kept(
+        self,
+        store: Store,
+        bus: EventBus,
+        clock: SimClock,
+        before: str | None,
+        action: str,
+        expected: str,
+    ) -> None:
+        """A forced sync reads the rows, then a@ is benched (paused, resumed,
+        pinned) here before the sync applies them: memory keeps the change,
+        matching the store, and routing follows it."""
+        held = RowsReadThenHeld(store)
+        pool, (a, b) = await make_pool(held, bus, clock)  # type: ignore[arg-type]
+        await pool.apply_reading(b, weekly(50))
+        if before == "pause":
+            await pool.pause(a)
+        held.holding = True
+
+        syncing = asyncio.create_task(pool.sync(force=True))
+        await held.read.wait()
+        if action == "bench":
+            await pool.bench(a, RATE_LIMITED, "usage_limit_reached", T + 3600)
+        elif action == "pause":
+            await pool.pause(a)
+        elif action == "resume":
+            await pool.resume(a)
+        else:
+            await pool.set_pinned(a, True)
+        held.release.set()
+        await syncing
+        held.holding = False
+        chosen = await pool.select()
+
+        stored = await store.get_account(a.id)
+        assert stored is not None
+        assert (a.status, stored.status) == (expected, expected)
+        assert (a.pinned, stored.pinned) == (action == "pin",) * 2
+        assert chosen.account is (a if expected == ACTIVE else b)
+
+    async def test_another_process_change_read_by_the_sync_is_applied(
+        self, store: Store, bus: EventBus, clock: SimClock
+    ) -> None:
+        """Without a change here meanwhile, the row read wins (a CLI pause)."""
+        held = RowsReadThenHeld(store)
+        pool, (a, _b) = await make_pool(held, bus, clock)  # type: ignore[arg-type]
+        await store.set_account_state(a.id, AccountState(PAUSED, "paused by operator"))
+
+        await pool.sync(force=True)
+
+        assert a.status == PAUSED
+
+
+class TestPauseAndResume:
+    async def test_resume_refuses_an_account_that_is_not_paused(
+        self, store: Store, bus: EventBus, clock: SimClock
+    ) -> None:
+        """Resume ends a pause only: a bench and a needed login stay."""
+        pool, (a, b, c) = await make_pool(store, bus, clock, n=3)
+        await pool.bench(b, RATE_LIMITED, "usage_limit_reached", T + 3600)
+        await pool.require_reauth(c, "refresh_token_reused")
+
+        refusals = []
+        for account in (a, b, c):
+            with pytest.raises(StateConflict) as refused:
+                await pool.resume(account)
+            refusals.append(refused.value.code)
+
+        assert refusals == ["account_not_paused"] * 3
+        assert (a.status, b.status, c.status) == (ACTIVE, RATE_LIMITED, REAUTH_REQUIRED)
+        assert (b.status_until, c.status_reason) == (T + 3600, "refresh_token_reused")
+        stored = {r.id: r.status for r in await store.list_accounts()}
+        assert stored == {a.id: ACTIVE, b.id: RATE_LIMITED, c.id: REAUTH_REQUIRED}
+
+    async def test_a_bench_under_a_pause_returns_on_resume(
+        self, store: Store, bus: EventBus, clock: SimClock
+    ) -> None:
+        """Pausing a benched account keeps the bench beneath; resuming while
+        it runs brings it back, after its end makes the account active."""
+        pool, (a, b) = await make_pool(store, bus, clock)
+        await pool.bench(a, RATE_LIMITED, "usage_limit_reached", T + 3600)
+        await pool.bench(b, RATE_LIMITED, "usage_limit_reached", T + 3600)
+        await pool.pause(a)
+        await pool.pause(b)
+        paused_state = (a.status, a.status_reason, a.status_until)
+
+        await pool.resume(a)
+        clock.advance(3600)
+        await pool.resume(b)
+
+        assert paused_state == (PAUSED, "paused by operator", None)
+        assert (a.status, a.status_reason, a.status_until) == (
+            RATE_LIMITED,
+            "usage_limit_reached",
+            T + 3600,
+        )
+        assert (b.status, b.status_until, b.under_pause) == (ACTIVE, None, None)
+
+    async def test_a_bench_arriving_while_paused_goes_beneath_the_pause(
+        self, store: Store, bus: EventBus, clock: SimClock
+    ) -> None:
+        """A request in flight at the pause comes back limited: the account
+        stays paused, and resume returns it to that bench."""
+        pool, (a, _b) = await make_pool(store, bus, clock)
+        await pool.pause(a)
+
+        await pool.bench(a, QUOTA_EXCEEDED, "insufficient_quota", T + 600)
+        kept = a.status
+        await pool.resume(a)
+
+        assert kept == PAUSED
+        assert (a.status, a.status_until) == (QUOTA_EXCEEDED, T + 600)
+
+    async def test_a_poll_with_room_lifts_the_bench_beneath_a_pause(
+        self, store: Store, bus: EventBus, clock: SimClock
+    ) -> None:
+        """The upstream reset early while paused: resume makes it active."""
+        pool, (a, _b) = await make_pool(store, bus, clock)
+        await pool.bench(a, RATE_LIMITED, "usage_limit_reached", T + 259200)
+        await pool.pause(a)
+
+        await pool.apply_reading(a, weekly(0), limit_reached=False)
+        still = a.status
+        await pool.resume(a)
+
+        assert still == PAUSED
+        assert a.status == ACTIVE
+
+    async def test_the_bench_beneath_a_pause_survives_a_restart(
+        self, tmp_path: Path, bus: EventBus, clock: SimClock
+    ) -> None:
+        """Stored with the pause, the bench comes back after a restart."""
+        store = await open_store(tmp_path / "restart")
+        try:
+            pool, (a, _b) = await make_pool(store, bus, clock)
+            await pool.bench(a, RATE_LIMITED, "usage_limit_reached", T + 7200)
+            await pool.pause(a)
+        finally:
+            await store.close()
+
+        store = await open_store(tmp_path / "restart")
+        try:
+            reborn = AccountPool(store, bus, clock=clock.now)
+            await reborn.load()
+            a2 = reborn.get(a.id)
+            assert a2 is not None and a2.status == PAUSED
+            await reborn.resume(a2)
+        finally:
+            await store.close()
+
+        assert (a2.status, a2.status_until) == (RATE_LIMITED, T + 7200)
+
+    async def test_pause_refuses_an_account_needing_a_login(
+        self, store: Store, bus: EventBus, clock: SimClock
+    ) -> None:
+        """reauth_required serves nothing already; pausing would hide it."""
+        pool, (a, _b) = await make_pool(store, bus, clock)
+        await pool.require_reauth(a, "invalid_grant")
+
+        with pytest.raises(StateConflict) as refused:
+            await pool.pause(a)
+
+        assert refused.value.code == "account_needs_login"
+        assert (a.status, a.status_reason) == (REAUTH_REQUIRED, "invalid_grant")
+
+    async def test_pausing_twice_changes_nothing(
+        self, store: Store, bus: EventBus, clock: SimClock
+    ) -> None:
+        """A second pause keeps the first one (and the bench beneath it)."""
+        pool, (a, _b) = await make_pool(store, bus, clock)
+        await pool.bench(a, RATE_LIMITED, "usage_limit_reached", T + 600)
+        await pool.pause(a)
+        first = a.state
+
+        await pool.pause(a)
+
+        assert a.state == first
+        assert first.under_pause is not None
+        assert first.under_pause.status_until == T + 600

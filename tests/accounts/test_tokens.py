@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from codex_lb.accounts import ACTIVE, REAUTH_REQUIRED, AccountPool, TokenRefresher
-from codex_lb.accounts.pool import Account
+from codex_lb.accounts.account import Account
 from codex_lb.app import REFRESHER_KEY
 from codex_lb.events import EventBus
 from codex_lb.sim import Emulator, Fault, SimAccount
@@ -78,17 +78,46 @@ async def burst(lb: LB, n: int) -> list[int]:
 
 
 class TestWhenToRefresh:
-    async def test_token_near_expiry_is_refreshed_before_use(
+    async def test_token_near_expiry_is_refreshed_in_the_background(
         self, make_lb: Any
     ) -> None:
-        """Within 5 min of its exp claim the token is replaced first."""
+        """Within 5 min of its exp claim the token is replaced, while the
+        request that noticed goes out at once with the still valid one."""
+        emu = frozen_emulator(access_token_ttl=3600)
+        await emu.start()
+        try:
+            lb: LB = await make_lb(emu)
+            refresher: TokenRefresher = lb.app[REFRESHER_KEY]
+            a = await only_a(lb)
+            old = a.tokens
+            emu.clock.advance(3600 - 200)
+
+            first = await burst(lb, 1)
+            await refresher.wait_idle(a)
+            second = await burst(lb, 1)
+        finally:
+            await emu.close()
+
+        new = emu.account("a@example.com").access_token
+        assert first == second == [200]
+        assert len(token_calls(emu)) == 1
+        assert a.tokens.access_token == new != old.access_token
+        assert a.tokens.access_expires_at == T + 3400 + 3600
+        assert responses_with(emu, old.access_token) == 1
+        assert responses_with(emu, new) == 1
+
+    async def test_token_about_to_expire_is_refreshed_before_use(
+        self, make_lb: Any
+    ) -> None:
+        """With under 30 s left the request waits for the new token rather
+        than race the old one's expiry."""
         emu = frozen_emulator(access_token_ttl=3600)
         await emu.start()
         try:
             lb: LB = await make_lb(emu)
             a = await only_a(lb)
             old = a.tokens
-            emu.clock.advance(3600 - 200)
+            emu.clock.advance(3600 - 20)
 
             statuses = await burst(lb, 1)
         finally:
@@ -97,8 +126,6 @@ class TestWhenToRefresh:
         new = emu.account("a@example.com").access_token
         assert statuses == [200]
         assert len(token_calls(emu)) == 1
-        assert a.tokens.access_token == new != old.access_token
-        assert a.tokens.access_expires_at == T + 3400 + 3600
         assert responses_with(emu, new) == 1
         assert responses_with(emu, old.access_token) == 0
 
@@ -120,10 +147,12 @@ class TestWhenToRefresh:
         await emu.start()
         try:
             lb: LB = await make_lb(emu, CODEX_LB_TOKEN_REFRESH_AGE_SECONDS="1000")
+            refresher: TokenRefresher = lb.app[REFRESHER_KEY]
             a = await only_a(lb)
             emu.clock.advance(1001)
 
             statuses = await burst(lb, 1)
+            await refresher.wait_idle(a)
         finally:
             await emu.close()
 

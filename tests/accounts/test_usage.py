@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from codex_lb.accounts import ACTIVE, RATE_LIMITED, REAUTH_REQUIRED
-from codex_lb.accounts.pool import Account
+from codex_lb.accounts.account import Account
 from codex_lb.accounts.usage import UsagePoller
 from codex_lb.app import USAGE_POLLER_KEY
 from codex_lb.proxy.routes import RELAY_KEY
@@ -466,3 +466,181 @@ class TestWeeklyOnlyPlan:
             window_seconds // 60
         )
         assert total(samples, "codex_lb_secondary_resets_total", account_id=acc) == 0
+
+    @pytest.mark.parametrize("window_seconds", [WEEK, 30 * 86400])
+    async def test_c14_in_the_case_order_benches_until_the_window_resets(
+        self, make_lb: Any, window_seconds: int
+    ) -> None:
+        """C14 as the case runs it: the poll shows the lone long window full,
+        then a 429 whose only reset hints are empty: the account is benched
+        until that window resets, not retried every minute for days."""
+        emu = frozen_emulator(SimAccount.make("f@example.com", plan="free"))
+        await emu.start()
+        try:
+            lb: LB = await make_lb(emu)
+            f = account(lb, "f@example.com")
+            reset = int(T) + 471285
+            emu.add_fault(
+                "f@example.com",
+                Fault.status(200, _free_full(reset, window_seconds)),
+                "usage",
+            )
+            limit = {"error": {"type": "usage_limit_reached", "message": "limit"}}
+            empty = {
+                "x-codex-secondary-window-minutes": "0",
+                "x-codex-secondary-reset-at": "",
+            }
+            emu.add_fault("f@example.com", Fault.status(429, limit, headers=empty))
+
+            polled = await poller(lb).poll(f)
+            response = await lb.client.post(
+                CODEX, json={"model": "gpt-5", "input": "hi", "stream": False}
+            )
+            error = (await response.json())["error"]
+            stored = await lb.store.get_account(f.id)
+            samples = parse(await scrape_text(lb))
+        finally:
+            await emu.close()
+
+        assert polled is True
+        assert response.status == 429
+        assert (error["code"], error["resets_at"]) == ("usage_limit_reached", reset)
+        assert (f.status, f.status_until) == (RATE_LIMITED, reset)
+        assert stored is not None and stored.status_until == reset
+        acc = f.id
+        assert total(samples, "codex_lb_secondary_used_percent", account_id=acc) == 100
+        assert total(samples, "codex_lb_secondary_resets_total", account_id=acc) == 0
+
+
+def _free_full(reset: int, window_seconds: int) -> dict[str, Any]:
+    """A free plan's usage answer: one long window, full, in the primary slot."""
+    return {
+        "plan_type": "free",
+        "rate_limit": {
+            "limit_reached": True,
+            "primary_window": {
+                "used_percent": 100,
+                "limit_window_seconds": window_seconds,
+                "reset_at": reset,
+            },
+            "secondary_window": None,
+        },
+    }
+
+
+def _window(used: float, seconds: int, reset_at: float) -> dict[str, Any]:
+    return {"used_percent": used, "limit_window_seconds": seconds, "reset_at": reset_at}
+
+
+class TestStrayReadingsAndSnapshots:
+    """C06: a snapshot carries only the windows its reading reported, so a
+    reading that leaves the weekly window out never confirms a stray one."""
+
+    async def test_a_poll_without_the_weekly_window_confirms_no_stray(
+        self, make_lb: Any, frozen: Emulator
+    ) -> None:
+        """Polls (46,R), stray (0,W), one with no weekly window, (46,R): the
+        counter adds nothing and counts no reset."""
+        lb: LB = await make_lb(frozen)
+        a = account(lb, "a@example.com")
+        frozen.set_usage("a@example.com", primary=10, secondary=46)
+        assert await poller(lb).poll(a)
+        assert a.quota is not None and a.quota.secondary_reset_at is not None
+        r = a.quota.secondary_reset_at
+        stray = {
+            "plan_type": "plus",
+            "rate_limit": {
+                "primary_window": _window(10, 18000, T + 3600),
+                "secondary_window": _window(0, WEEK, r + WEEK),
+            },
+        }
+        short_only = {
+            "plan_type": "plus",
+            "rate_limit": {
+                "primary_window": _window(11, 18000, T + 3600),
+                "secondary_window": None,
+            },
+        }
+        frozen.add_fault("a@example.com", Fault.status(200, stray), "usage")
+        frozen.add_fault("a@example.com", Fault.status(200, short_only), "usage")
+
+        polled = [await poller(lb).poll(a) for _ in range(3)]
+        samples = parse(await scrape_text(lb))
+
+        assert polled == [True, True, True]
+        assert _counters(samples, a.id) == (0, 0, 46)
+        snapshots = lb.recorder.of("quota_snapshot")
+        assert [s.secondary and s.secondary.used_percent for s in snapshots] == [
+            46,
+            0,
+            None,
+            46,
+        ]
+        # Routing keeps the last weekly window it knows for the short reading.
+        assert a.quota.secondary_used_percent == 46
+
+    async def test_headers_without_the_weekly_window_confirm_no_stray(
+        self, make_lb: Any, frozen: Emulator
+    ) -> None:
+        """The same through answers' headers: a poll (46,R), an answer whose
+        headers say (0,W), a 429 with only a 5 h window and empty weekly
+        values (C14's shape), then a poll (46,R) again: nothing added."""
+        lb: LB = await make_lb(frozen)
+        a = account(lb, "a@example.com")
+        await lb.pool.pause(account(lb, "b@example.com"))
+        frozen.set_usage("a@example.com", primary=10, secondary=46)
+        assert await poller(lb).poll(a)
+        assert a.quota is not None and a.quota.secondary_reset_at is not None
+        r = a.quota.secondary_reset_at
+        answer = {"id": "resp_1", "status": "completed", "model": "gpt-5", "output": []}
+        stray = {
+            "x-codex-secondary-used-percent": "0",
+            "x-codex-secondary-window-minutes": str(WEEK // 60),
+            "x-codex-secondary-reset-at": str(int(r + WEEK)),
+        }
+        limit = {"error": {"type": "usage_limit_reached", "message": "limit"}}
+        short_only = {
+            "x-codex-primary-used-percent": "100",
+            "x-codex-primary-window-minutes": "300",
+            "x-codex-primary-reset-at": str(int(T + 3600)),
+            "x-codex-secondary-window-minutes": "0",
+            "x-codex-secondary-reset-at": "",
+        }
+        frozen.add_fault("a@example.com", Fault.status(200, answer, headers=stray))
+        frozen.add_fault("a@example.com", Fault.status(429, limit, headers=short_only))
+
+        statuses = []
+        for _ in range(2):
+            response = await lb.client.post(
+                CODEX, json={"model": "gpt-5", "input": "hi", "stream": False}
+            )
+            await response.read()
+            statuses.append(response.status)
+        assert await poller(lb).poll(a)
+        samples = parse(await scrape_text(lb))
+
+        assert statuses == [200, 429]
+        assert _counters(samples, a.id) == (0, 0, 46)
+        sources = [
+            (s.source, s.secondary and s.secondary.used_percent)
+            for s in lb.recorder.of("quota_snapshot")
+        ]
+        assert sources == [
+            ("poll", 46),
+            ("headers", 0),
+            ("headers", None),
+            ("poll", 46),
+        ]
+
+
+def _counters(samples: Any, account_id: str) -> tuple[float, float, float]:
+    """(weekly increase, weekly resets, weekly used gauge) of one account."""
+    return (
+        total(
+            samples,
+            "codex_lb_secondary_used_percent_increase_total",
+            account_id=account_id,
+        ),
+        total(samples, "codex_lb_secondary_resets_total", account_id=account_id),
+        total(samples, "codex_lb_secondary_used_percent", account_id=account_id),
+    )

@@ -19,6 +19,7 @@ import attrs
 import pytest
 import structlog
 
+from codex_lb.accounts.tokens import RETRY_AFTER_FAILURE_SECONDS
 from codex_lb.app import REQUEST_LOG_KEY
 from codex_lb.proxy.request_log import RequestLogBuffer
 from codex_lb.proxy.routes import RELAY_KEY
@@ -605,6 +606,8 @@ class TestTokenEndpointDown:
         stored = await lb.store.get_account(a.id)
         assert stored is not None and stored.tokens.refresh_token == before
 
+        # The failed refresh is not retried for a short back-off.
+        lb.emulator.clock.advance(RETRY_AFTER_FAILURE_SECONDS)
         response = await lb.client.post(CODEX, json=turn())
         await response.read()
         rows = await lb.request_logs()
@@ -632,6 +635,8 @@ class TestTokenEndpointDown:
         assert "error" in body
         assert (a.status, a.tokens.refresh_token) == ("active", before)
 
+        # The failed refresh is not retried for a short back-off.
+        lb.emulator.clock.advance(RETRY_AFTER_FAILURE_SECONDS)
         response = await lb.client.post(CODEX, json=turn())
         events = events_of(await response.read())
         assert events[-1]["type"] == "response.completed"

@@ -6,7 +6,16 @@ import os
 import sqlite3
 from pathlib import Path
 
-from codex_lb.store import AccountState, QuotaReading, Store, TokenSet, open_store
+import attrs
+
+from codex_lb.store import (
+    AccountState,
+    QuotaReading,
+    SavedAccount,
+    Store,
+    TokenSet,
+    open_store,
+)
 from tests.conftest import new_account
 
 
@@ -101,6 +110,55 @@ class TestSqliteStore:
         assert again == account_id and len(rows) == 1
         assert rows[0].status == "active"
         assert rows[0].tokens.refresh_token == "rt-FRESH"
+
+    async def test_an_older_file_keeps_the_rotated_tokens(self, store: Store) -> None:
+        """Tokens refreshed after the file was written are the live ones: an
+        import of that file keeps them and says so."""
+        account_id = await store.add_account(new_account(refresh="rt-OLD"))
+        await store.set_tokens(
+            account_id, TokenSet("at-NEW", "rt-NEW", None, refreshed_at=2000.0)
+        )
+
+        saved = await store.save_account(new_account(refresh="rt-OLD"))
+
+        row = await store.get_account(account_id)
+        assert saved == SavedAccount(account_id, created=False, tokens_kept=True)
+        assert row is not None
+        assert (row.tokens.refresh_token, row.tokens.refreshed_at) == ("rt-NEW", 2000.0)
+
+    async def test_an_older_file_still_revives_an_account_needing_a_login(
+        self, store: Store
+    ) -> None:
+        """With the stored tokens refused for good, any file is worth a try."""
+        account_id = await store.add_account(new_account(refresh="rt-OLD"))
+        await store.set_tokens(
+            account_id, TokenSet("at-NEW", "rt-NEW", None, refreshed_at=2000.0)
+        )
+        await store.set_account_state(
+            account_id, AccountState("reauth_required", "refresh_token_reused")
+        )
+
+        saved = await store.save_account(new_account(refresh="rt-FILE"))
+
+        row = await store.get_account(account_id)
+        assert saved == SavedAccount(account_id, created=False, tokens_kept=False)
+        assert row is not None
+        assert (row.status, row.status_reason) == ("active", None)
+        assert row.tokens.refresh_token == "rt-FILE"
+
+    async def test_a_newer_file_replaces_the_tokens(self, store: Store) -> None:
+        """A file written after the last refresh (a new login) wins."""
+        account_id = await store.add_account(new_account(refresh="rt-OLD"))
+        newer = attrs.evolve(
+            new_account(refresh="rt-LOGIN"),
+            tokens=TokenSet("at-LOGIN", "rt-LOGIN", None, refreshed_at=3000.0),
+        )
+
+        saved = await store.save_account(newer)
+
+        row = await store.get_account(account_id)
+        assert saved == SavedAccount(account_id, created=False, tokens_kept=False)
+        assert row is not None and row.tokens.refresh_token == "rt-LOGIN"
 
     async def test_schema_version_is_recorded(self, tmp_path: Path) -> None:
         """A new database is migrated to the newest schema version."""

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from codex_lb.accounts import AccountPool, TokenRefresher
+from codex_lb.app import REFRESHER_KEY, SESSION_KEY
+from codex_lb.events import EventBus
 from codex_lb.sim import SimAccount
+from codex_lb.store import open_store
+from codex_lb.web.api import LOGINS_KEY
+from tests.accounts.test_oauth import play_browser
 from tests.conftest import LB
 from tests.proxy.test_relay import turn
 
@@ -191,6 +199,73 @@ class TestActions:
             False,
         )
 
+    async def test_resume_refuses_an_account_that_is_not_paused(self, lb: LB) -> None:
+        """Resume ends a pause, nothing else: 409 for an active, a benched and
+        a re-auth account, each left as it was (SPEC 5: nothing but a fresh
+        reading shortens a bench)."""
+        a = lb.pool.get(lb.ids["a@example.com"])
+        b = lb.pool.get(lb.ids["b@example.com"])
+        assert a is not None and b is not None
+        lb.emulator.add_account(SimAccount.make("c@example.com"))
+        c_id = (
+            await post_json(
+                lb, "/api/accounts/import", json=lb.emulator.auth_json("c@example.com")
+            )
+        )["imported"][0]["id"]
+        c = lb.pool.get(c_id)
+        assert c is not None
+        until = lb.pool.now() + 3600
+        await lb.pool.bench(b, "rate_limited", "usage_limit_reached", until)
+        await lb.pool.require_reauth(c, "refresh_token_reused")
+
+        refusals = [
+            await post_json(lb, f"/api/accounts/{x.id}/resume", status=409)
+            for x in (a, b, c)
+        ]
+
+        assert [r["error"]["code"] for r in refusals] == ["account_not_paused"] * 3
+        assert refusals[1]["error"]["type"] == "invalid_request_error"
+        assert refusals[1]["error"]["message"].startswith(
+            f"cannot resume {b.id}: the account is not paused (it is rate_limited "
+            "until "
+        )
+        assert [x.status for x in (a, b, c)] == [
+            "active",
+            "rate_limited",
+            "reauth_required",
+        ]
+        assert (b.status_until, c.status_reason) == (until, "refresh_token_reused")
+        stored = {r.id: r.status for r in await lb.store.list_accounts()}
+        assert (stored[b.id], stored[c.id]) == ("rate_limited", "reauth_required")
+
+    async def test_resume_returns_a_paused_account_to_its_bench(self, lb: LB) -> None:
+        """Pausing a benched account and resuming it keeps the bench; routing
+        still avoids it until the bench ends."""
+        a_id, b_id = lb.ids["a@example.com"], lb.ids["b@example.com"]
+        a = lb.pool.get(a_id)
+        assert a is not None
+        until = lb.pool.now() + 3600
+        await lb.pool.bench(a, "rate_limited", "usage_limit_reached", until)
+
+        paused = await post_json(lb, f"/api/accounts/{a_id}/pause")
+        resumed = await post_json(lb, f"/api/accounts/{a_id}/resume")
+        await proxied(lb)
+
+        assert (paused["status"], paused["status_until"]) == ("paused", None)
+        assert (resumed["status"], resumed["status_until"]) == ("rate_limited", until)
+        assert resumed["status_reason"] == "usage_limit_reached"
+        assert [r.account_id for r in await lb.request_logs()] == [b_id]
+
+    async def test_pause_refuses_an_account_needing_a_login(self, lb: LB) -> None:
+        """A re-auth account serves nothing; pausing it would hide why."""
+        a_id = lb.ids["a@example.com"]
+        await lb.pool.require_reauth(lb.pool.get(a_id), "invalid_grant")  # type: ignore[arg-type]
+
+        data = await post_json(lb, f"/api/accounts/{a_id}/pause", status=409)
+
+        assert data["error"]["code"] == "account_needs_login"
+        assert lb.pool.get(a_id).status == "reauth_required"  # type: ignore[union-attr]
+
     async def test_remove(self, lb: LB) -> None:
         """DELETE removes the account from routing and the store."""
         a_id = lb.ids["a@example.com"]
@@ -239,6 +314,7 @@ class TestImport:
             True,
         )
         assert again["imported"][0] == {**added, "new": False}
+        assert added["tokens_kept"] is False
         assert lb.pool.get(added["id"]).status == "active"  # type: ignore[union-attr]
 
     async def test_multipart_files(self, lb: LB) -> None:
@@ -262,6 +338,77 @@ class TestImport:
         ]
         assert len(lb.pool.accounts) == 4
 
+    async def test_an_older_auth_json_keeps_the_rotated_tokens(
+        self, lb: LB, tmp_path: Path
+    ) -> None:
+        """The auth.json a@ was imported from, uploaded again after codex-lb
+        rotated a@'s refresh token: the live token stays (in memory and in
+        the store), the answer says so, and a@ still refreshes (no
+        refresh_token_reused after a restart)."""
+        a = lb.pool.get(lb.ids["a@example.com"])
+        assert a is not None
+        original = json.loads(
+            (tmp_path / "auth" / "a@example.com" / "auth.json").read_text()
+        )
+        lb.emulator.clock.advance(60)
+        refresher: TokenRefresher = lb.app[REFRESHER_KEY]
+        rotated = await refresher.refresh(a, a.tokens)
+
+        data = await post_json(lb, "/api/accounts/import", json=original)
+
+        (report,) = data["imported"]
+        assert (report["id"], report["new"], report["tokens_kept"]) == (
+            a.id,
+            False,
+            True,
+        )
+        stored = await lb.store.get_account(a.id)
+        assert stored is not None
+        assert stored.tokens.refresh_token == rotated.refresh_token
+        assert a.tokens.refresh_token == rotated.refresh_token
+        restarted = await open_store(tmp_path / "lb-data")
+        try:
+            reborn = AccountPool(restarted, EventBus(), clock=lb.pool.now)
+            await reborn.load()
+            again = reborn.get(a.id)
+            assert again is not None
+            fresh = await TokenRefresher(
+                reborn,
+                lb.app[SESSION_KEY],
+                lb.emulator.auth_base_url,
+                refresh_age_seconds=8 * 86400,
+            ).refresh(again, again.tokens)
+        finally:
+            await restarted.close()
+        assert again.status == "active"
+        assert fresh.refresh_token == lb.emulator.account("a@example.com").refresh_token
+
+    async def test_an_older_file_revives_an_account_needing_a_login(
+        self, lb: LB
+    ) -> None:
+        """For a re-auth account any login is worth trying: the file's tokens
+        replace the refused ones in the store and in routing."""
+        a = lb.pool.get(lb.ids["a@example.com"])
+        assert a is not None
+        lb.emulator.clock.advance(60)
+        refresher: TokenRefresher = lb.app[REFRESHER_KEY]
+        await refresher.refresh(a, a.tokens)
+        await lb.pool.require_reauth(a, "refresh_token_reused")
+        sim = lb.emulator.account("a@example.com")
+        lb.emulator.tokens.issue(sim, lb.emulator.clock.now())
+        document = lb.emulator.auth_json("a@example.com")
+        document["last_refresh"] = "2020-01-01T00:00:00Z"
+        await lb.pool.pause(lb.pool.get(lb.ids["b@example.com"]))  # type: ignore[arg-type]
+
+        data = await post_json(lb, "/api/accounts/import", json=document)
+        in_memory = (a.status, a.tokens.refresh_token)
+        await proxied(lb)
+
+        assert data["imported"][0]["tokens_kept"] is False
+        assert in_memory == ("active", document["tokens"]["refresh_token"])
+        (row,) = await lb.request_logs()
+        assert (row.account_id, row.status) == (a.id, "success")
+
     async def test_a_bad_file_adds_nothing(self, lb: LB) -> None:
         """One bad file in a batch refuses the batch, naming the file."""
         lb.emulator.add_account(SimAccount.make("c@example.com"))
@@ -278,6 +425,12 @@ class TestImport:
         assert data["error"]["code"] == "invalid_auth_file"
         assert data["error"]["message"].startswith("bad.json: not JSON:")
         assert len(lb.pool.accounts) == 2
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 async def login_outcome(lb: LB, flow_id: str) -> Any:
@@ -329,6 +482,92 @@ class TestLogins:
             "b@example.com",
             "c@example.com",
         ]
+
+    async def test_reauth_approved_as_another_account_says_so(self, lb: LB) -> None:
+        """Re-auth of a@ approved as b@: the login does not report success,
+        names who signed in, and a@ still needs its login."""
+        a_id = lb.ids["a@example.com"]
+        await lb.pool.require_reauth(lb.pool.get(a_id), "invalid_grant")  # type: ignore[arg-type]
+
+        started = await post_json(
+            lb, f"/api/accounts/{a_id}/reauth", status=202, json={"mode": "device"}
+        )
+        lb.emulator.approve_device(started["user_code"], "b@example.com")
+        flow = await login_outcome(lb, started["id"])
+
+        assert (flow["status"], flow["email"], flow["result_account_id"]) == (
+            "failed",
+            "b@example.com",
+            None,
+        )
+        assert flow["error"].startswith(
+            "signed in as another account (b@example.com), not a@example.com"
+        )
+        assert lb.pool.get(a_id).status == "reauth_required"  # type: ignore[union-attr]
+
+    async def test_browser_login_end_to_end(self, lb: LB) -> None:
+        """Browser mode from the dashboard API: the sign-in page sends the
+        browser back to codex-lb's callback, and the account is added."""
+        lb.emulator.add_account(SimAccount.make("c@example.com"))
+        lb.emulator.login_email = "c@example.com"
+        lb.app[LOGINS_KEY].callback_port = free_port()
+
+        started = await post_json(
+            lb, "/api/logins", status=202, json={"mode": "browser"}
+        )
+        status, page = await play_browser(started["verification_url"])
+        flow = await login_outcome(lb, started["id"])
+
+        assert (status, "Signed in" in page) == (200, True)
+        assert (flow["status"], flow["email"]) == ("complete", "c@example.com")
+        c = lb.pool.get(flow["result_account_id"])
+        assert c is not None and c.email == "c@example.com"
+
+    async def test_a_new_browser_login_replaces_a_waiting_one(self, lb: LB) -> None:
+        """The callback port is held by a login still waiting: starting
+        another one (a retry) cancels it instead of failing with 502."""
+        lb.app[LOGINS_KEY].callback_port = free_port()
+
+        first = await post_json(lb, "/api/logins", status=202, json={"mode": "browser"})
+        second = await post_json(
+            lb, "/api/logins", status=202, json={"mode": "browser"}
+        )
+        await play_browser(second["verification_url"])
+        replaced = await get_json(lb, f"/api/logins/{first['id']}")
+        done = await login_outcome(lb, second["id"])
+
+        assert (replaced["status"], replaced["error"]) == (
+            "cancelled",
+            "replaced by a newer browser login",
+        )
+        assert done["status"] == "complete"
+
+    async def test_cancel_frees_the_callback_port(self, lb: LB) -> None:
+        """DELETE gives a waiting login up and stops its callback server; a
+        login that ended cannot be cancelled; an unknown one is 404."""
+        port = free_port()
+        lb.app[LOGINS_KEY].callback_port = port
+        started = await post_json(
+            lb, "/api/logins", status=202, json={"mode": "browser"}
+        )
+
+        response = await lb.client.delete(f"/api/logins/{started['id']}")
+        cancelled = await response.json()
+        again = await lb.client.delete(f"/api/logins/{started['id']}")
+        unknown = await lb.client.delete("/api/logins/login_nope")
+
+        assert response.status == 200
+        assert (cancelled["status"], cancelled["error"]) == (
+            "cancelled",
+            "cancelled by the operator",
+        )
+        assert (again.status, (await again.json())["error"]["code"]) == (
+            409,
+            "login_finished",
+        )
+        assert unknown.status == 404
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
 
     async def test_bad_mode(self, lb: LB) -> None:
         """A mode other than device or browser is refused by name."""

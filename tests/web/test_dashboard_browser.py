@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from codex_lb.sim import SimAccount
+from codex_lb.store import RequestLogRow
 from tests.conftest import LB
 from tests.proxy.test_relay import turn
 
@@ -144,6 +145,42 @@ class TestAccountsPage:
         await row(page, "a@example.com").locator("button[data-action=resume]").click()
         await row(page, "a@example.com").locator(".badge.active").wait_for()
         assert lb.pool.get(a_id).status == "active"  # type: ignore[union-attr]
+
+    async def test_each_status_offers_only_its_actions(self, lb: LB, page: Any) -> None:
+        """A benched account offers Pause (not Resume), one needing a login
+        only Re-auth; pausing the benched one offers Resume, which returns
+        it to its bench, not to active."""
+        a = lb.pool.get(lb.ids["a@example.com"])
+        b = lb.pool.get(lb.ids["b@example.com"])
+        assert a is not None and b is not None
+        until = lb.pool.now() + 3600
+        await lb.pool.bench(a, "rate_limited", "usage_limit_reached", until)
+        await lb.pool.require_reauth(b, "refresh_token_reused")
+        await open_page(page, lb, "/dashboard/accounts")
+
+        def actions(email: str) -> Any:
+            return (
+                row(page, email)
+                .locator("td.actions button")
+                .evaluate_all("buttons => buttons.map(b => b.dataset.action)")
+            )
+
+        benched = await actions("a@example.com")
+        needs_login = await actions("b@example.com")
+        await row(page, "a@example.com").locator("button[data-action=pause]").click()
+        await row(page, "a@example.com").locator(".badge.paused").wait_for()
+        paused = await actions("a@example.com")
+        why = await row(page, "a@example.com").locator(".why").inner_text()
+        await screenshot(page, "dashboard-accounts-actions.png")
+        await row(page, "a@example.com").locator("button[data-action=resume]").click()
+        await row(page, "a@example.com").locator(".badge.rate_limited").wait_for()
+
+        assert benched == ["pause", "pin", "remove"]
+        assert needs_login == ["re-auth", "pin", "remove"]
+        assert paused == ["resume", "pin", "remove"]
+        assert why.startswith("paused by operator · rate limited beneath, back in ")
+        assert (a.status, a.status_until) == ("rate_limited", until)
+        assert b.status == "reauth_required"
 
     async def test_pin_and_sort(self, lb: LB, page: Any) -> None:
         """Pinning b@ routes to it first; sorting by pinned puts it last then first."""
@@ -306,6 +343,56 @@ class TestRequestLogPage:
         assert by_model == [rows[0].request_id]
         assert errors == [rows[3].error_code]
         assert rows[3].error_code is not None
+
+    async def test_paging_older_and_newer(self, lb: LB, page: Any) -> None:
+        """60 rows: the first page shows the newest 50; Older shows the other
+        10, Newer the first 50 again."""
+        rows = [
+            RequestLogRow(
+                request_id=f"req-{n:02d}",
+                started_at=lb.pool.now() - 600 + n,
+                api="codex",
+                model="gpt-5",
+                account_id=lb.ids["a@example.com"],
+                status="success",
+                status_code=200,
+                error_code=None,
+                attempts=1,
+                latency_ms=10.0,
+            )
+            for n in range(60)
+        ]
+        await lb.store.write_request_logs(rows)
+        newest_first = [f"req-{n:02d}" for n in reversed(range(60))]
+        table = page.locator("#requests-table tbody tr")
+
+        async def shown() -> list[str]:
+            ids: list[str] = await table.evaluate_all(
+                "rows => rows.map(r => r.dataset.requestId)"
+            )
+            return ids
+
+        await open_page(page, lb, "/dashboard/requests")
+        first = await shown()
+        newer_disabled = await page.locator("#newer").is_disabled()
+        await page.click("#older")
+        await page.wait_for_function(
+            "() => document.querySelectorAll('#requests-table tbody tr').length === 10"
+        )
+        second = await shown()
+        older_disabled = await page.locator("#older").is_disabled()
+        info = await page.locator("#page-info").inner_text()
+        await page.click("#newer")
+        await page.wait_for_function(
+            "() => document.querySelectorAll('#requests-table tbody tr').length === 50"
+        )
+        back = await shown()
+
+        assert first == newest_first[:50]
+        assert second == newest_first[50:]
+        assert back == first
+        assert (newer_disabled, older_disabled) == (True, True)
+        assert info == "rows 51\u201360"
 
     async def test_time_filter_and_full_page(self, lb: LB, page: Any) -> None:
         """A time range after every request shows none; the full log shows all."""

@@ -45,17 +45,17 @@ class TestLoginFlows:
         login = OperatorLogin(lb.emulator.auth_json("c@example.com"))
         hints: list[str | None] = []
 
-        async def starter(mode: str, hint: str | None) -> OperatorLogin:
+        async def starter(mode: str, hint: str | None, port: int) -> OperatorLogin:
             hints.append(hint)
             return login
 
         flows = LoginFlows(lb.pool, lb.store, starter)
-        flow = await flows.start("device", lb.ids["a@example.com"])
+        flow = await flows.start("device")
         waiting = (flow.status, flow.user_code)
         login.signed_in.set()
         await wait_until_done(flow)
 
-        assert hints == ["a@example.com"]
+        assert hints == [None]
         assert waiting == ("waiting", "ABCD-1234")
         assert (flow.status, flow.email) == ("complete", "c@example.com")
         assert flows.get(flow.id) is flow
@@ -63,12 +63,68 @@ class TestLoginFlows:
         assert stored is not None and stored.email == "c@example.com"
         await flows.close()
 
+    async def test_reauth_hints_the_account_and_revives_it(self, lb: LB) -> None:
+        """A re-auth signs in with the account's email as the hint; the same
+        account signing in leaves reauth_required."""
+        a = lb.pool.get(lb.ids["a@example.com"])
+        assert a is not None
+        await lb.pool.require_reauth(a, "invalid_grant")
+        login = OperatorLogin(lb.emulator.auth_json("a@example.com"))
+        hints: list[str | None] = []
+
+        async def starter(mode: str, hint: str | None, port: int) -> OperatorLogin:
+            hints.append(hint)
+            return login
+
+        flows = LoginFlows(lb.pool, lb.store, starter)
+        flow = await flows.start("device", a.id)
+        login.signed_in.set()
+        await wait_until_done(flow)
+
+        assert hints == ["a@example.com"]
+        assert (flow.status, flow.result_account_id) == ("complete", a.id)
+        assert a.status == "active"
+        await flows.close()
+
+    async def test_reauth_signed_in_as_another_account_is_not_a_success(
+        self, lb: LB
+    ) -> None:
+        """Re-auth of a@ approved as b@: the flow fails saying who signed in,
+        a@ still needs its login and nothing is stored for b@."""
+        a = lb.pool.get(lb.ids["a@example.com"])
+        b = lb.pool.get(lb.ids["b@example.com"])
+        assert a is not None and b is not None
+        await lb.pool.require_reauth(a, "invalid_grant")
+        b_tokens = b.tokens
+        lb.emulator.tokens.issue(lb.emulator.account("b@example.com"), 0.0)
+        login = OperatorLogin(lb.emulator.auth_json("b@example.com"))
+
+        async def starter(mode: str, hint: str | None, port: int) -> OperatorLogin:
+            return login
+
+        flows = LoginFlows(lb.pool, lb.store, starter)
+        flow = await flows.start("device", a.id)
+        login.signed_in.set()
+        await wait_until_done(flow)
+
+        assert (flow.status, flow.email, flow.result_account_id) == (
+            "failed",
+            "b@example.com",
+            None,
+        )
+        assert flow.error is not None
+        assert flow.error.startswith("signed in as another account (b@example.com)")
+        assert (a.status, a.status_reason) == ("reauth_required", "invalid_grant")
+        stored_b = await lb.store.get_account(b.id)
+        assert stored_b is not None and stored_b.tokens == b_tokens == b.tokens
+        await flows.close()
+
     async def test_a_failed_login_says_why(self, lb: LB) -> None:
         """A refused login ends as failed with the login's own message."""
         refused = LoginError("the sign-in was refused: access_denied")
         login = OperatorLogin({}, failure=refused)
 
-        async def starter(mode: str, hint: str | None) -> OperatorLogin:
+        async def starter(mode: str, hint: str | None, port: int) -> OperatorLogin:
             return login
 
         flows = LoginFlows(lb.pool, lb.store, starter)
@@ -87,7 +143,7 @@ class TestLoginFlows:
         """Other errors may echo a server's answer: only their type is shown."""
         login = OperatorLogin({}, failure=KeyError("rt-LEAK"))
 
-        async def starter(mode: str, hint: str | None) -> OperatorLogin:
+        async def starter(mode: str, hint: str | None, port: int) -> OperatorLogin:
             return login
 
         flows = LoginFlows(lb.pool, lb.store, starter)

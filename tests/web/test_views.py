@@ -118,6 +118,23 @@ class TestPoolSnapshot:
             "output_tokens": 20,
         }
 
+    def test_quota_left_weighs_each_account_by_its_plan(self) -> None:
+        """A pro account at 10 % used and a plus one at 90 %: what is left
+        is weighted by capacity (pro 50 400, plus 7 560), as the pool's quota
+        for the Codex CLI is, not the plain mean of 50 %."""
+        accounts = [
+            account("p@x", plan="pro", primary=10.0, weekly=10.0),
+            account("q@x", plan="plus", primary=90.0, weekly=90.0),
+        ]
+
+        snapshot = views.pool_snapshot(
+            accounts, NO_REQUESTS, NO_REQUESTS, NO_REQUESTS, T
+        )
+
+        left = (90 * 50400 + 10 * 7560) / (50400 + 7560)
+        assert snapshot["primary_left_percent"] == round(left, 2)
+        assert snapshot["secondary_left_percent"] == round(left, 2)
+
     def test_no_readings(self) -> None:
         """With no reading anywhere, quota left and resets are unknown."""
         snapshot = views.pool_snapshot(

@@ -123,6 +123,10 @@ function statusWhy(account) {
   } else if (account.status !== "active" && account.status_reason) {
     parts.push(account.status_reason);
   }
+  const beneath = account.under_pause;
+  if (beneath && beneath.status_until > state.now) {
+    parts.push(`${beneath.status.replace("_", " ")} beneath, back ${relative(beneath.status_until)}`);
+  }
   if (account.cooldown_until) {
     parts.push(`cooling down after ${account.consecutive_failures} failures, ${relative(account.cooldown_until)}`);
   }
@@ -207,10 +211,19 @@ function accountActions(account) {
     } catch (error) { notify(`${account.display}: ${action} failed: ${error.message}`, true); }
     refresh();
   };
+  // Only the actions that apply: resume ends a pause (nothing else), an
+  // account waiting for a login can only be signed in again.
+  const byStatus = {
+    active: () => actionButton("Pause", act("pause")),
+    rate_limited: () => actionButton("Pause", act("pause")),
+    quota_exceeded: () => actionButton("Pause", act("pause")),
+    paused: () => actionButton("Resume", act("resume")),
+    reauth_required: () => actionButton("Re-auth", () => openLogin(account)),
+  };
+  const main = byStatus[account.status];
   return el("td", { class: "actions" },
-    account.status === "paused" ? actionButton("Resume", act("resume")) : actionButton("Pause", act("pause")),
+    main ? main() : null,
     account.pinned ? actionButton("Unpin", act("unpin")) : actionButton("Pin", act("pin")),
-    actionButton("Re-auth", () => openLogin(account)),
     actionButton("Remove", () => confirmRemove(account), "danger"));
 }
 
@@ -256,7 +269,8 @@ async function importFiles(files) {
   for (const file of files) form.append("auth_json", file, file.name);
   try {
     const result = await api("POST", "/api/accounts/import", form);
-    const names = result.imported.map((a) => `${a.email}${a.new ? " (new)" : " (tokens updated)"}`);
+    const note = (a) => a.new ? " (new)" : a.tokens_kept ? " (kept the newer stored tokens)" : " (tokens updated)";
+    const names = result.imported.map((a) => `${a.email}${note(a)}`);
     notify(`Imported ${names.join(", ")}`);
   } catch (error) { notify(`Import failed: ${error.message}`, true); }
   $("#import-file").value = "";
@@ -271,7 +285,17 @@ function openLogin(account) {
   $("#login-choose").hidden = false;
   $("#login-progress").hidden = true;
   dialog.dataset.accountId = account ? account.id : "";
-  dialog.onclose = () => { clearTimeout(openLogin.poll); refresh(); };
+  dialog.dataset.flowId = "";
+  dialog.onclose = async () => {
+    clearTimeout(openLogin.poll);
+    // Closing the dialog gives a login still waiting up: a browser login
+    // would otherwise hold the callback port for ten minutes.
+    const flowId = dialog.dataset.flowId;
+    if (flowId && dialog.dataset.flowStatus === "waiting") {
+      try { await api("DELETE", `/api/logins/${encodeURIComponent(flowId)}`); } catch { /* it ended meanwhile */ }
+    }
+    refresh();
+  };
   dialog.showModal();
 }
 
@@ -289,11 +313,15 @@ async function startLogin(mode) {
 }
 
 function showLogin(flow) {
+  const dialog = $("#login-dialog");
+  dialog.dataset.flowId = flow.id;
+  dialog.dataset.flowStatus = flow.status;
   const messages = {
     starting: "Starting…",
     waiting: flow.user_code ? "Enter this code on the sign-in page, then wait here:" : "Finish signing in, then wait here.",
     complete: `Signed in as ${flow.email}. The account is back in the pool.`,
     failed: `Login failed: ${flow.error}`,
+    cancelled: `Login cancelled: ${flow.error}`,
   };
   $("#login-status").textContent = messages[flow.status] || flow.status;
   $("#login-code").hidden = !(flow.user_code && flow.status === "waiting");
