@@ -132,6 +132,15 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
             "request body is not valid JSON: nested too deeply",
             "invalid_request_error",
         ) from exc
+    except ValueError as exc:
+        # What the parser refuses beyond syntax: an integer of more digits
+        # than Python converts (sys.get_int_max_str_digits), and the like.
+        raise ClientError(
+            400,
+            "invalid_request_error",
+            f"request body is not usable JSON: {str(exc).split(';')[0]}",
+            "invalid_request_error",
+        ) from exc
     if not isinstance(value, dict):
         raise ClientError(
             400,
