@@ -14,6 +14,7 @@ from aiohttp import web
 
 from codex_lb.accounts import AccountPool, TokenRefresher
 from codex_lb.accounts.usage import UsagePoller
+from codex_lb.clientkeys import KeyRing
 from codex_lb.config import Settings
 from codex_lb.events import EventBus, PoolChanged, RequestLogChanged
 from codex_lb.events.collector_api import (
@@ -22,7 +23,6 @@ from codex_lb.events.collector_api import (
     discover,
     metrics_handler,
 )
-from codex_lb.proxy.keys import KeyRing
 from codex_lb.proxy.openai_api import PRICES_KEY, add_openai_routes
 from codex_lb.proxy.pricing import PriceTable
 from codex_lb.proxy.relay import Relay

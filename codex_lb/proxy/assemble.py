@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from codex_lb.constants import QUOTA_CODES, RATE_LIMIT_CODES
-from codex_lb.proxy.errors import error_body
+from codex_lb.errors import error_body
 from codex_lb.proxy.sse import SSEEvent
 
 # Upstream failure codes that say the request itself was at fault.

@@ -9,7 +9,7 @@ from typing import Any
 import zstandard
 from aiohttp import web
 
-from codex_lb.proxy.errors import ClientError
+from codex_lb.errors import ClientError
 
 _CHUNK = 64 * 1024
 

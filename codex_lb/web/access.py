@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from codex_lb.proxy.errors import error_response
-from codex_lb.proxy.keys import API_KEY_ID
+from codex_lb.clientkeys import API_KEY_ID
+from codex_lb.errors import error_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KeyCheck = Callable[[str], Awaitable[str | None]]

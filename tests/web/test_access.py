@@ -16,9 +16,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from codex_lb.app import KEYS_KEY, SERVER_OPTIONS, create_app
+from codex_lb.clientkeys import create_key
 from codex_lb.config import load_settings
 from codex_lb.events import EventBus
-from codex_lb.proxy.keys import create_key
 from codex_lb.sim import Emulator
 from codex_lb.store import open_store
 from tests.conftest import LB, EventRecorder, import_accounts, settings_env
