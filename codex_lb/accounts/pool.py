@@ -28,6 +28,7 @@ from codex_lb.events import (
     QuotaSnapshot,
     QuotaWindow,
 )
+from codex_lb.logs import remember_secret
 from codex_lb.store import AccountRow, AccountState, QuotaReading, Store, TokenSet
 
 log = structlog.get_logger("codex_lb.accounts")
@@ -52,6 +53,12 @@ STICKY_SESSIONS_MAX = 10_000
 QUOTA_WRITE_SECONDS = 1.0
 
 
+def _remembered(tokens: TokenSet) -> TokenSet:
+    for secret in (tokens.access_token, tokens.refresh_token, tokens.id_token):
+        remember_secret(secret)
+    return tokens
+
+
 @attrs.define(eq=False)
 class Account:
     """One account as routing sees it; the lasting part mirrors the store."""
@@ -64,7 +71,9 @@ class Account:
     status_reason: str | None
     status_until: float | None
     pinned: bool
-    tokens: TokenSet
+    # Every token the account holds, loaded or refreshed, is kept out of
+    # the logs by value (it may be an opaque string).
+    tokens: TokenSet = attrs.field(converter=_remembered)
     quota: QuotaReading | None
     last_used_at: float | None
 

@@ -54,6 +54,7 @@ from codex_lb.proxy.finish import finish_request
 from codex_lb.proxy.outcome import Failure, Outcome, Progress, ProxyRequest
 from codex_lb.proxy.pricing import PriceTable
 from codex_lb.proxy.request_log import RequestLogBuffer
+from codex_lb.proxy.sse import DEFAULT_MAX_EVENT_BYTES
 from codex_lb.proxy.streaming import AnswerRelay
 from codex_lb.proxy.upstream import upstream_headers
 from codex_lb.store import QuotaReading
@@ -81,6 +82,7 @@ class Relay:
         max_attempts: int,
         idle_timeout: float,
         connect_timeout: float,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._pool = pool
@@ -95,11 +97,12 @@ class Relay:
             total=None, sock_connect=connect_timeout, sock_read=idle_timeout
         )
         self._clock = clock
-        self._answers = AnswerRelay(clock, self._is_stopping)
+        self._answers = AnswerRelay(clock, self._is_stopping, max_event_bytes)
         self._pool_quota: tuple[int, float, PoolQuota] | None = None
         # The handler tasks serving requests now, for ending them at shutdown.
         self._serving: set[asyncio.Task[object]] = set()
         self._stopping = False
+        self._deadline: asyncio.TimerHandle | None = None
         self.inflight = 0
 
     async def serve(
@@ -162,6 +165,11 @@ class Relay:
                     self._request_log,
                 )
 
+    def stop_streams_after(self, seconds: float) -> None:
+        """Call :meth:`stop_streams` once ``seconds`` have passed (shutdown)."""
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(seconds, self.stop_streams)
+
     def stop_streams(self) -> None:
         """End every request still being served (shutdown's grace is over).
 
@@ -169,6 +177,8 @@ class Relay:
         ``response.failed`` event, a request not yet answered with a 503.
         """
         self._stopping = True
+        if self._serving:
+            log.warning("streams_ended_at_shutdown", requests=len(self._serving))
         for task in list(self._serving):
             task.cancel()
 
@@ -385,6 +395,9 @@ class Relay:
         return response
 
     async def close(self) -> None:
+        """Drop a pending shutdown deadline; store the readings answers brought."""
+        if self._deadline is not None:
+            self._deadline.cancel()
         await self._pool.flush_readings()
 
 

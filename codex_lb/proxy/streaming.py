@@ -40,7 +40,7 @@ from codex_lb.proxy.outcome import (
     ProxyRequest,
     StreamTranslator,
 )
-from codex_lb.proxy.sse import SSEReader
+from codex_lb.proxy.sse import DEFAULT_MAX_EVENT_BYTES, SSEReader
 from codex_lb.proxy.upstream import client_headers
 
 
@@ -49,12 +49,15 @@ class AnswerRelay:
     """Writes upstream answers to clients.
 
     ``stopping`` says whether codex-lb is shutting down: an answer cancelled
-    then ends with ``server_shutdown`` instead of being left cut. (The quota
-    headers of every answer are the pool's: see ``routes.pool_quota_headers``.)
+    then ends with ``server_shutdown`` instead of being left cut. An event
+    larger than ``max_event_bytes`` ends the answer with ``event_too_large``.
+    (The quota headers of every answer are the pool's: see
+    ``routes.pool_quota_headers``.)
     """
 
     clock: Callable[[], float]
     stopping: Callable[[], bool]
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
 
     async def body(
         self,
@@ -90,7 +93,7 @@ class AnswerRelay:
         upstream: aiohttp.ClientResponse,
         progress: Progress,
     ) -> Outcome | Failure:
-        reader = SSEReader()
+        reader = SSEReader(self.max_event_bytes)
         held: list[bytes] | None = []
         response: web.StreamResponse | None = None
         tail = b""  # the last bytes written, to close a cut event
@@ -179,7 +182,7 @@ class AnswerRelay:
         before the terminal event, so any failure before it still moves the
         request to another account.
         """
-        reader = SSEReader(parse_all=True)
+        reader = SSEReader(self.max_event_bytes, parse_all=True)
         held = bytearray()
         response: web.StreamResponse | None = None
         delivered = False  # the terminal event's bytes were written (streaming)

@@ -335,7 +335,7 @@ class TestHeaders:
         writer.write(
             b"POST "
             + CODEX.encode()
-            + b" HTTP/1.1\r\nHost: x\r\n"
+            + b" HTTP/1.1\r\nHost: localhost\r\n"
             + header
             + b"Content-Type: application/json\r\n"
             + b"Content-Length: %d\r\n\r\n" % len(body)

@@ -460,7 +460,7 @@ class TestSlowClient:
 
         reader, writer = await asyncio.open_connection("127.0.0.1", lb.client.port)
         writer.write(
-            b"POST %s HTTP/1.1\r\nHost: lb\r\nContent-Type: application/json\r\n"
+            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (CODEX.encode(), len(body), body)
         )
         await writer.drain()
