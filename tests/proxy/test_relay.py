@@ -485,6 +485,51 @@ class TestFailover:
         assert a is not None and a.status == "rate_limited"
         assert a.status_until is not None and abs(a.status_until - (now + 60)) < 2
 
+    async def test_compressed_client_error_is_passed_back_coherent(
+        self, lb: LB
+    ) -> None:
+        """C04 for a passed-back 4xx: a gzip 400 reaches the client decoded,
+        with no stale Content-Encoding and a Content-Length that fits."""
+        error = {"error": {"type": "invalid_request_error", "code": "bad_thing"}}
+        await only(lb, "a@example.com")
+        lb.emulator.add_fault("a@example.com", Fault.status(400, error, gzip=True))
+
+        response = await lb.client.post(
+            CODEX, json=turn(), headers={"Accept-Encoding": "identity"}
+        )
+        raw = await response.read()
+
+        assert response.status == 400
+        assert "Content-Encoding" not in response.headers
+        assert int(response.headers["Content-Length"]) == len(raw)
+        assert json.loads(raw) == error
+
+    async def test_compressed_compact_answer_is_coherent(self, lb: LB) -> None:
+        """C04 for a JSON answer: a gzip compact answer reaches the client
+        decoded, headers matching the body, and its usage is recorded."""
+        answer = {
+            "output": [{"type": "compaction", "encrypted_content": "x" * 500}],
+            "usage": {"input_tokens": 700, "output_tokens": 40},
+        }
+        await only(lb, "a@example.com")
+        lb.emulator.add_fault(
+            "a@example.com", Fault.status(200, answer, gzip=True), "compact"
+        )
+
+        response = await lb.client.post(
+            "/backend-api/codex/responses/compact",
+            json=turn(stream=False),
+            headers={"Accept-Encoding": "identity"},
+        )
+        raw = await response.read()
+
+        assert response.status == 200
+        assert "Content-Encoding" not in response.headers
+        assert int(response.headers["Content-Length"]) == len(raw)
+        assert json.loads(raw) == answer
+        (row,) = await lb.request_logs()
+        assert (row.status, row.input_tokens, row.output_tokens) == ("success", 700, 40)
+
     async def test_whole_pool_limited_gives_earliest_reset(self, lb: LB) -> None:
         """C11: every account limited: 429 with the earliest resets_at."""
         now = int(lb.emulator.clock.now())
