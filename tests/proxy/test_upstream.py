@@ -19,7 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from codex_lb.proxy.assemble import ResponsesAnswer
+from codex_lb.proxy.chat_stream import ChatAnswer, ChatStream
 from codex_lb.proxy.pricing import Usage
+from codex_lb.proxy.sse import SSEEvent
 from codex_lb.proxy.upstream import (
     MAX_RESET_SECONDS,
     MAX_TOKENS,
@@ -229,6 +232,111 @@ async def reset(lb: LB) -> None:
 
 
 CODE_LIKE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+# Events of the kinds the /v1 translators read, with fields of any shape.
+EVENT_NAMES = st.sampled_from(
+    [
+        "response.created",
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.function_call_arguments.delta",
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+        "error",
+    ]
+)
+EVENT_KEYS = st.sampled_from(
+    [
+        "response",
+        "item",
+        "part",
+        "delta",
+        "output_index",
+        "content_index",
+        "item_id",
+        "id",
+        "call_id",
+        "type",
+        "name",
+        "arguments",
+        "content",
+        "text",
+        "output",
+        "usage",
+        "status",
+        "model",
+        "created_at",
+        "error",
+        "code",
+        "total_tokens",
+    ]
+)
+event_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**12), max_value=10**12)
+    | st.floats()
+    | st.text(max_size=5)
+    | st.sampled_from(["message", "function_call", "output_text", "refusal"]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(EVENT_KEYS, inner, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+
+class TestTranslatorsReadAnyShape:
+    @settings(max_examples=300, deadline=None)
+    @given(
+        events=st.lists(
+            st.tuples(
+                EVENT_NAMES, st.dictionaries(EVENT_KEYS, event_values, max_size=6)
+            ),
+            max_size=8,
+        )
+    )
+    def test_no_event_shape_breaks_a_translator(
+        self, events: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        """Any fields of any type in any order: each translator gives an
+        answer that serializes, never an exception (a list as an item id, a
+        string as content, a billion as a content index)."""
+        parsed = [SSEEvent(name, data) for name, data in events]
+
+        for buffered in (ResponsesAnswer(), ChatAnswer("gpt-5")):
+            buffered.translate(parsed)
+            status, payload = buffered.result()
+            assert status in (200, 400, 429, 502)
+            json.dumps(payload)
+        streamed = ChatStream("gpt-5", include_usage=True)
+        out = streamed.translate(parsed) + streamed.fail("x", "y")
+        assert out.endswith(b"\n\n")
+
+    def test_a_far_content_index_does_not_grow_the_answer(self) -> None:
+        """A content index of a billion puts the part at the end, in O(1)."""
+        answer = ResponsesAnswer()
+        item = {"type": "message", "content": []}
+        answer.translate(
+            [
+                SSEEvent("response.output_item.added", {"item": item}),
+                SSEEvent(
+                    "response.output_text.delta",
+                    {"output_index": 0, "content_index": 10**9, "delta": "hi"},
+                ),
+                SSEEvent("response.completed", {"response": {"status": "completed"}}),
+            ]
+        )
+
+        _, payload = answer.result()
+
+        assert payload["output"][0]["content"] == [
+            {"type": "output_text", "text": "hi"}
+        ]
 
 
 class TestAnyShapeThroughTheRelay:
