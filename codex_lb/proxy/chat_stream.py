@@ -165,7 +165,7 @@ class ChatStream:
         if name == "response.created" and isinstance(response, dict):
             self._id = _completion_id(response.get("id"))
             created = response.get("created_at")
-            if _is_int(created):
+            if isinstance(created, int) and not isinstance(created, bool):
                 self._created = created
             self._model = _text(response.get("model")) or self._model
             return self._delta({})
