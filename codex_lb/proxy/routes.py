@@ -111,10 +111,15 @@ async def pool_quota_headers(
     """Give a proxied route's answer the pool's quota headers (SPEC section 3).
 
     Run as the answer's headers go out, so every answer gets them: relayed,
-    passed back, or codex-lb's own (a refusal, a 429, a 502, a 401), and an
-    account's own ``x-codex-*`` headers never reach the client.
+    passed back, or codex-lb's own (a refused body, a 429, a 502, a 503), and
+    an account's own ``x-codex-*`` headers never reach the client. A caller
+    the access rules turned away (401, 403) learns nothing of the pool.
     """
-    if request.path.startswith(PROXIED_PREFIXES):
+    if not request.path.startswith(PROXIED_PREFIXES):
+        return
+    if response.status in (401, 403):
+        replace_quota_headers(response.headers, {})
+    else:
         replace_quota_headers(response.headers, request.app[RELAY_KEY].pool_headers())
 
 

@@ -22,7 +22,7 @@ from codex_lb.clientkeys import create_key
 from codex_lb.config import load_settings
 from codex_lb.events import EventBus
 from codex_lb.sim import Emulator
-from codex_lb.store import open_store
+from codex_lb.store import QuotaReading, open_store
 from tests.conftest import LB, EventRecorder, import_accounts, settings_env
 
 REMOTE_PEER = "203.0.113.7"
@@ -106,6 +106,9 @@ async def statuses(lb: LB, headers: Headers) -> dict[str, int]:
         if response.status >= 400:
             leaked = [x for x in (*lb.ids, *lb.ids.values()) if x in text]
             assert leaked == [], f"{name} refused but told {leaked}"
+        if response.status in (401, 403):
+            quota = [h for h in response.headers if h.lower().startswith("x-codex-")]
+            assert quota == [], f"{name} refused but told the pool's quota"
         result[name] = response.status
     return result
 
@@ -129,9 +132,14 @@ ALL_REFUSED = dict.fromkeys(
 
 class TestOpenByAccident:
     async def test_remote_callers_are_refused(self, open_lb: LB) -> None:
-        """C15: no keys, no admin token: a remote caller gets nothing."""
+        """C15: no keys, no admin token: a remote caller gets nothing, not
+        even the pool's quota headers."""
         remote = {"X-Test-Remote": "1"}
         forged = {**remote, "X-Forwarded-For": "127.0.0.1"}
+        for account in open_lb.pool.accounts:
+            await open_lb.pool.apply_reading(
+                account, QuotaReading(0.0, "poll", secondary_used_percent=42.0)
+            )
 
         plain = await statuses(open_lb, remote)
         spoofed = await statuses(open_lb, forged)
