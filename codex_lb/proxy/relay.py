@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import aiohttp
 import structlog
@@ -30,14 +30,10 @@ from codex_lb.accounts import (
     RefreshError,
     TokenRefresher,
 )
-from codex_lb.accounts.aggregate import PoolQuota, pool_quota, quota_headers
-from codex_lb.accounts.quota import reading_from_headers
 from codex_lb.events import (
     AttemptFinished,
     AttemptStarted,
     EventBus,
-    QuotaSnapshot,
-    QuotaWindow,
     RequestStarted,
     Retry,
 )
@@ -53,18 +49,13 @@ from codex_lb.proxy.failures import (
 from codex_lb.proxy.finish import finish_request
 from codex_lb.proxy.outcome import Failure, Outcome, Progress, ProxyRequest
 from codex_lb.proxy.pricing import PriceTable
+from codex_lb.proxy.quota import AnswerQuota
 from codex_lb.proxy.request_log import RequestLogBuffer
 from codex_lb.proxy.sse import DEFAULT_MAX_EVENT_BYTES
 from codex_lb.proxy.streaming import AnswerRelay
 from codex_lb.proxy.upstream import upstream_headers
-from codex_lb.store import QuotaReading
 
 log = structlog.get_logger("codex_lb.proxy")
-
-# The pool's quota headers walk every account (0.8 ms at 300): they are kept
-# until the pool's version moves (roster, status, poll) and, while only the
-# readings that come with answers move them, for at most this long.
-POOL_QUOTA_MAX_AGE_SECONDS = 1.0
 
 
 class Relay:
@@ -98,7 +89,7 @@ class Relay:
         )
         self._clock = clock
         self._answers = AnswerRelay(clock, self._is_stopping, max_event_bytes)
-        self._pool_quota: tuple[int, float, PoolQuota] | None = None
+        self._quota = AnswerQuota(pool, bus, clock)
         # The handler tasks serving requests now, for ending them at shutdown.
         self._serving: set[asyncio.Task[object]] = set()
         self._stopping = False
@@ -320,7 +311,7 @@ class Relay:
             return Failure("transport", transport_code(exc))
 
         try:
-            self._ingest_headers(account, upstream.headers)
+            self._quota.ingest(account, upstream.headers)
             if upstream.status >= 400:
                 return await read_failure(upstream, self._clock)
             content_type = upstream.headers.get("Content-Type", "")
@@ -343,45 +334,7 @@ class Relay:
 
     def pool_headers(self) -> dict[str, str]:
         """The pool's ``x-codex-*`` quota headers as of now."""
-        return quota_headers(self._current_pool_quota(), self._clock())
-
-    def _current_pool_quota(self) -> PoolQuota:
-        now = time.monotonic()
-        cached = self._pool_quota
-        if (
-            cached is None
-            or cached[0] != self._pool.version
-            or now - cached[1] > POOL_QUOTA_MAX_AGE_SECONDS
-        ):
-            cached = (self._pool.version, now, pool_quota(self._pool.accounts))
-            self._pool_quota = cached
-        return cached[2]
-
-    def _ingest_headers(self, account: Account, headers: Mapping[str, str]) -> None:
-        """Take the quota reading an answer's headers carry; publish each one.
-
-        A reading that changes nothing is published as it is (so the age of
-        the account's last reading stays true) without being merged or
-        stored again: the store keeps changes, the events every reading.
-        """
-        reading = reading_from_headers(headers, self._clock())
-        if reading is None:
-            return
-        old = account.quota
-        if old is not None and _same_windows(old, reading):
-            self._bus.publish(
-                QuotaSnapshot(
-                    account=account.info,
-                    source=reading.source,
-                    observed_at=reading.observed_at,
-                    primary=_window(old, "primary"),
-                    secondary=_window(old, "secondary"),
-                    credits_balance=old.credits_balance,
-                )
-            )
-            return
-        # The store write happens off the request path.
-        self._pool.take_reading(account, reading)
+        return self._quota.pool_headers()
 
     async def fetch(self, request: web.Request, proxied: ProxyRequest) -> web.Response:
         """Serve a JSON request through the pool and return the answer unsent.
@@ -399,24 +352,3 @@ class Relay:
         if self._deadline is not None:
             self._deadline.cancel()
         await self._pool.flush_readings()
-
-
-def _same_windows(old: QuotaReading, new: QuotaReading) -> bool:
-    """Whether ``new`` repeats ``old``'s windows (what headers can carry)."""
-    return (
-        old.primary_used_percent == new.primary_used_percent
-        and old.secondary_used_percent == new.secondary_used_percent
-        and old.primary_reset_at == new.primary_reset_at
-        and old.secondary_reset_at == new.secondary_reset_at
-        and old.primary_window_minutes == new.primary_window_minutes
-        and old.secondary_window_minutes == new.secondary_window_minutes
-    )
-
-
-def _window(reading: QuotaReading, slot: str) -> QuotaWindow | None:
-    used = getattr(reading, f"{slot}_used_percent")
-    minutes = getattr(reading, f"{slot}_window_minutes")
-    reset_at = getattr(reading, f"{slot}_reset_at")
-    if used is None and minutes is None and reset_at is None:
-        return None
-    return QuotaWindow(used_percent=used, window_minutes=minutes, reset_at=reset_at)
