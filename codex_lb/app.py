@@ -1,4 +1,12 @@
-"""Wiring: builds the aiohttp application and the lifetimes of its parts."""
+"""Wiring: builds the aiohttp application and the lifetimes of its parts.
+
+:func:`create_app` registers the routes and lines up one cleanup context per
+part that holds a resource: the store, the upstream session, the request-log
+writer, the account pool with its background work, the collectors and the
+relay. aiohttp opens them in that order at start-up and closes them in
+reverse, so each closes while what it needs is still open; when a part fails
+to start, the parts opened before it are closed (see :func:`run`).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ from aiohttp import web
 
 from codex_lb.accounts import AccountPool, TokenRefresher
 from codex_lb.accounts.usage import UsagePoller
+from codex_lb.clientkeys import KEYS_KEY, KeyRing
 from codex_lb.config import Settings
 from codex_lb.events import EventBus, PoolChanged, RequestLogChanged
 from codex_lb.events.collector_api import (
@@ -22,7 +31,7 @@ from codex_lb.events.collector_api import (
     discover,
     metrics_handler,
 )
-from codex_lb.proxy.keys import KeyRing
+from codex_lb.logs import remember_secret
 from codex_lb.proxy.openai_api import PRICES_KEY, add_openai_routes
 from codex_lb.proxy.pricing import PriceTable
 from codex_lb.proxy.relay import Relay
@@ -35,14 +44,15 @@ from codex_lb.web.api_keys import add_key_routes
 from codex_lb.web.dashboard import add_dashboard_routes
 from collectors import BUILTIN
 
+__all__ = ["KEYS_KEY", "SERVER_OPTIONS", "create_app", "run"]
 log = structlog.get_logger("codex_lb.app")
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 BUS_KEY = web.AppKey("bus", EventBus)
+CLOCK_KEY: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 STORE_KEY = web.AppKey("store", Store)
 REQUEST_LOG_KEY = web.AppKey("request_log", RequestLogBuffer)
 SESSION_KEY = web.AppKey("upstream_session", aiohttp.ClientSession)
-KEYS_KEY = web.AppKey("api_keys", KeyRing)
 REFRESHER_KEY = web.AppKey("token_refresher", TokenRefresher)
 USAGE_POLLER_KEY = web.AppKey("usage_poller", UsagePoller)
 
@@ -57,34 +67,129 @@ async def create_app(
     bus: EventBus | None = None,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
-    """The application with its store open and its parts built.
-
-    Background tasks start, and everything closes in reverse order, through
-    the application's cleanup context.
-    """
-    bus = bus or EventBus()
+    """The application with its routes, its parts lined up to open at start-up."""
+    # Read before anything opens: a bad pricing file stops start-up cleanly.
     prices = PriceTable.load(settings.pricing_file)
-    store = await open_store(settings.data_path)
-    try:
-        pool = AccountPool(
-            store,
-            bus,
-            clock=clock,
-            prefer_earliest_reset=settings.prefer_earliest_reset,
-        )
-        await pool.load()
-        keys = KeyRing(store)
-        await keys.load()
-    except BaseException:
-        await store.close()
-        raise
+    for secret in (settings.admin_token, settings.metrics_token):
+        remember_secret(secret)
 
-    # One session (and so one connection pool and SSL context) for all calls.
+    app = web.Application(
+        middlewares=[
+            access_middleware(
+                settings.admin_token,
+                settings.metrics_token,
+                settings.trusted_networks,
+                settings.host,
+            )
+        ],
+        client_max_size=settings.max_request_bytes,
+    )
+    app[SETTINGS_KEY] = settings
+    app[BUS_KEY] = bus or EventBus()
+    app[CLOCK_KEY] = clock
+    app[PRICES_KEY] = prices
+    app[MAX_REQUEST_BYTES_KEY] = settings.max_request_bytes
+    add_proxy_routes(app)
+    add_openai_routes(app)
+    add_api_routes(app)
+    app.router.add_get("/metrics", metrics_handler)
+    app.on_shutdown.append(_end_streams_at_the_deadline)
+
+    app.cleanup_ctx.append(_parts)
+    return app
+
+
+async def _parts(app: web.Application) -> AsyncIterator[None]:
+    """Open the parts in order; close them in reverse, also when one fails."""
+    async with contextlib.AsyncExitStack() as opened:
+        for part in (
+            _store,
+            _upstream_session,
+            _request_log,
+            _accounts,
+            _collectors,
+            _relay,
+            _web,
+        ):
+            await opened.enter_async_context(part(app))
+        log.info(
+            "codex_lb_started",
+            accounts=len(app[POOL_KEY].accounts),
+            upstream=app[SETTINGS_KEY].upstream_base_url,
+        )
+        yield
+    log.info("codex_lb_stopped")
+
+
+@contextlib.asynccontextmanager
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    """The SQLite store, open for the whole life of the application."""
+    store = await open_store(app[SETTINGS_KEY].data_path)
+    app[STORE_KEY] = store
+    try:
+        yield
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
+    """One client session (one connection pool, one SSL context) for all calls."""
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60),
         auto_decompress=True,
         trust_env=False,
     )
+    app[SESSION_KEY] = session
+    try:
+        yield
+    finally:
+        await session.close()
+
+
+@contextlib.asynccontextmanager
+async def _request_log(app: web.Application) -> AsyncIterator[None]:
+    """The request-log buffer and its writer; what is left is written at the end."""
+    settings = app[SETTINGS_KEY]
+    request_log = RequestLogBuffer(
+        app[STORE_KEY],
+        settings.request_log_buffer_size,
+        settings.request_log_flush_seconds,
+    )
+    app[REQUEST_LOG_KEY] = request_log
+    writer = asyncio.create_task(request_log.run(), name="request-log-flush")
+    try:
+        yield
+    finally:
+        # Stopped, not cancelled: it finishes the batch it may be writing.
+        request_log.stop()
+        await asyncio.gather(writer, return_exceptions=True)
+        try:
+            await request_log.flush()
+        except Exception as exc:
+            log.error(
+                "request_log_lost_at_shutdown", rows=request_log.size, error=str(exc)
+            )
+
+
+@contextlib.asynccontextmanager
+async def _accounts(app: web.Application) -> AsyncIterator[None]:
+    """The account pool, client keys, token refresh and usage polling.
+
+    Their background work (following other processes' changes, polling)
+    runs while the application does; header readings not yet stored are
+    written when it stops.
+    """
+    settings, store, session = app[SETTINGS_KEY], app[STORE_KEY], app[SESSION_KEY]
+    pool = AccountPool(
+        store,
+        app[BUS_KEY],
+        clock=app[CLOCK_KEY],
+        prefer_earliest_reset=settings.prefer_earliest_reset,
+    )
+    await pool.load()
+    keys = KeyRing(store)
+    await keys.load()
     refresher = TokenRefresher(
         pool, session, settings.auth_base_url, settings.token_refresh_age_seconds
     )
@@ -92,120 +197,108 @@ async def create_app(
         pool,
         refresher,
         session,
-        bus,
+        app[BUS_KEY],
         settings.upstream_base_url,
         interval=settings.usage_refresh_interval_seconds,
         concurrency=settings.usage_refresh_concurrency,
         timeout=settings.usage_refresh_timeout_seconds,
     )
-    request_log = RequestLogBuffer(
-        store, settings.request_log_buffer_size, settings.request_log_flush_seconds
+    app[POOL_KEY] = pool
+    app[KEYS_KEY] = keys
+    app[REFRESHER_KEY] = refresher
+    app[USAGE_POLLER_KEY] = poller
+
+    tasks = [
+        asyncio.create_task(pool.watch(), name="account-sync"),
+        asyncio.create_task(keys.watch(), name="api-key-sync"),
+        asyncio.create_task(poller.run(), name="usage-poll"),
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Refreshes in flight store their rotated tokens before the end.
+        await refresher.close()
+        await pool.flush_readings()
+
+
+@contextlib.asynccontextmanager
+async def _collectors(app: web.Application) -> AsyncIterator[None]:
+    """The collectors behind ``/metrics``; they save their state at the end."""
+    settings, bus, pool = app[SETTINGS_KEY], app[BUS_KEY], app[POOL_KEY]
+    host = CollectorHost(
+        bus,
+        app[STORE_KEY],
+        settings.metrics_account_identity_mode,
+        clock=app[CLOCK_KEY],
     )
+    app[COLLECTORS_KEY] = host
+    await host.add_all(discover(settings.collector_specs, BUILTIN))
+    # The pool published its roster before the collectors existed.
+    host.deliver(PoolChanged(accounts=tuple(a.info for a in pool.accounts)))
+    app[REQUEST_LOG_KEY].on_change = lambda size, dropped: bus.publish(
+        RequestLogChanged(size=size, dropped=dropped)
+    )
+    runner = asyncio.create_task(host.run(), name="collectors")
+    try:
+        yield
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await bus.drain()
+        # Collectors save their persisted state while the store is open.
+        await host.close()
+
+
+@contextlib.asynccontextmanager
+async def _relay(app: web.Application) -> AsyncIterator[None]:
+    """The relay that serves the proxy routes."""
+    settings = app[SETTINGS_KEY]
     relay = Relay(
-        pool=pool,
-        refresher=refresher,
-        session=session,
-        prices=prices,
-        request_log=request_log,
-        bus=bus,
+        pool=app[POOL_KEY],
+        refresher=app[REFRESHER_KEY],
+        session=app[SESSION_KEY],
+        prices=app[PRICES_KEY],
+        request_log=app[REQUEST_LOG_KEY],
+        bus=app[BUS_KEY],
         upstream_base_url=settings.upstream_base_url,
         max_attempts=settings.max_attempts,
         idle_timeout=settings.stream_idle_timeout_seconds,
         connect_timeout=settings.connect_timeout_seconds,
-        clock=clock,
+        max_event_bytes=settings.max_event_bytes,
+        clock=app[CLOCK_KEY],
     )
-
-    app = web.Application(
-        middlewares=[
-            access_middleware(
-                settings.admin_token,
-                settings.metrics_token,
-                settings.trusted_proxies,
-                keys_exist=keys.exist,
-                check_key=keys.check,
-            )
-        ],
-        client_max_size=settings.max_request_bytes,
-    )
-    app[SETTINGS_KEY] = settings
-    app[BUS_KEY] = bus
-    app[STORE_KEY] = store
-    app[POOL_KEY] = pool
     app[RELAY_KEY] = relay
-    app[REQUEST_LOG_KEY] = request_log
-    app[SESSION_KEY] = session
-    app[REFRESHER_KEY] = refresher
-    app[USAGE_POLLER_KEY] = poller
-    app[MAX_REQUEST_BYTES_KEY] = settings.max_request_bytes
-    app[PRICES_KEY] = prices
-    app[KEYS_KEY] = keys
-    add_proxy_routes(app)
-    add_openai_routes(app)
-    add_key_routes(app, store)
-    add_api_routes(app)
-    add_dashboard_routes(app, store, settings, session)
-
-    # --- collectors and /metrics (owned by the metrics work) ---
-    collector_host = CollectorHost(
-        bus, store, settings.metrics_account_identity_mode, clock=clock
-    )
     try:
-        await collector_host.add_all(discover(settings.collector_specs, BUILTIN))
-    except BaseException:
-        await session.close()
-        await store.close()
-        raise
-    # The pool published its roster before the collectors existed.
-    collector_host.deliver(PoolChanged(accounts=tuple(a.info for a in pool.accounts)))
-    request_log.on_change = lambda size, dropped: bus.publish(
-        RequestLogChanged(size=size, dropped=dropped)
-    )
-    app[COLLECTORS_KEY] = collector_host
-    app.router.add_get("/metrics", metrics_handler)
-    # --- end collectors ---
+        yield
+    finally:
+        await relay.close()
 
-    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
-        flusher = asyncio.create_task(request_log.run(), name="request-log-flush")
-        tasks = [
-            asyncio.create_task(pool.watch(), name="account-sync"),
-            asyncio.create_task(keys.watch(), name="api-key-sync"),
-            asyncio.create_task(collector_host.run(), name="collectors"),
-            asyncio.create_task(poller.run(), name="usage-poll"),
-        ]
-        log.info(
-            "codex_lb_started",
-            accounts=len(pool.accounts),
-            upstream=settings.upstream_base_url,
-        )
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            # Not cancelled: it finishes the batch it may be writing.
-            request_log.stop()
-            await asyncio.gather(flusher, return_exceptions=True)
-            await relay.close()
-            # Refreshes in flight store their rotated tokens before the end.
-            await refresher.close()
-            await bus.drain()
-            # Collectors flush their persisted state while the store is open.
-            await collector_host.close()
-            try:
-                await request_log.flush()
-            except Exception as exc:
-                log.error(
-                    "request_log_lost_at_shutdown",
-                    rows=request_log.size,
-                    error=str(exc),
-                )
-            await session.close()
-            await store.close()
-            log.info("codex_lb_stopped")
 
-    app.cleanup_ctx.append(lifetime)
-    return app
+@contextlib.asynccontextmanager
+async def _web(app: web.Application) -> AsyncIterator[None]:
+    """The dashboard and key routes, which take the open store and session.
+
+    Added here, once those are open: aiohttp freezes the router only after
+    start-up. The cleanup context the dashboard adds for its logins is
+    entered after this one, so it closes first.
+    """
+    settings, store = app[SETTINGS_KEY], app[STORE_KEY]
+    add_key_routes(app, store)
+    add_dashboard_routes(app, store, settings, app[SESSION_KEY])
+    yield
+
+
+async def _end_streams_at_the_deadline(app: web.Application) -> None:
+    """On shutdown, end what is still being served once the grace period ends.
+
+    aiohttp waits for requests in flight up to the same deadline and then
+    cuts them; the relay ends each one first with ``server_shutdown``.
+    """
+    if RELAY_KEY in app:
+        app[RELAY_KEY].stop_streams_after(app[SETTINGS_KEY].shutdown_grace_seconds)
 
 
 def run(settings: Settings) -> None:

@@ -14,8 +14,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from codex_lb.clientkeys import create_key
 from codex_lb.config import Settings
-from codex_lb.proxy.keys import create_key
 from codex_lb.store import ApiKeyRow, open_store
 
 

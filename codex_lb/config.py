@@ -9,6 +9,7 @@ name, the value given and what is allowed; all bad variables at once.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -63,6 +64,25 @@ def _check(predicate: Callable[[Any], bool], allowed: str) -> Any:
 def _is_http_url(value: str) -> bool:
     parts = urlsplit(value)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(spec: str) -> tuple[IPNetwork, ...]:
+    """The networks of a comma-separated list; ValueError names a bad one."""
+    return tuple(
+        ipaddress.ip_network(item.strip(), strict=False)
+        for item in spec.split(",")
+        if item.strip()
+    )
+
+
+def _is_network_list(value: str) -> bool:
+    try:
+        return bool(_networks(value))
+    except ValueError:
+        return False
 
 
 def _positive(value: float) -> bool:
@@ -120,6 +140,12 @@ class Settings:
         default=64 * 1024 * 1024,
         validator=_check(_positive, "a positive number of bytes"),
     )
+    max_event_bytes: int = attrs.field(
+        default=256 * 1024 * 1024,
+        validator=_check(
+            lambda v: v >= 1024 * 1024, "a number of bytes of at least 1048576"
+        ),
+    )
     request_log_flush_seconds: float = attrs.field(
         default=1.0, validator=_check(_positive, "more than 0 seconds")
     )
@@ -130,7 +156,14 @@ class Settings:
         default=8 * 24 * 3600.0, validator=_check(_positive, "more than 0 seconds")
     )
     prefer_earliest_reset: bool = False
-    trusted_proxies: str | None = None
+    trusted_proxies: str | None = attrs.field(
+        default=None,
+        validator=_check(
+            _is_network_list,
+            "a comma-separated list of IP addresses or networks "
+            "(such as 127.0.0.1 or 10.0.0.0/8)",
+        ),
+    )
     grafana_url: str | None = None
     shutdown_grace_seconds: float = attrs.field(
         default=30.0, validator=_check(_non_negative, "0 or more seconds")
@@ -139,6 +172,11 @@ class Settings:
     @property
     def data_path(self) -> Path:
         return self.data_dir.expanduser()
+
+    @property
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        """The proxies whose ``X-Forwarded-For`` is believed."""
+        return _networks(self.trusted_proxies or "")
 
     @property
     def collector_specs(self) -> tuple[str, ...]:

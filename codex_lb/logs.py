@@ -1,8 +1,12 @@
 """Structured logging: stable event names with fields, secrets never written.
 
 Every log line passes through one redaction step. It blanks fields whose
-name says they hold a secret and any value that looks like a token (JWTs,
-client keys, refresh tokens, bearer credentials), whatever field it is in.
+name says they hold a secret, any value that looks like a token (JWTs,
+client keys, refresh tokens, bearer credentials) whatever field it is in,
+and any of the secrets codex-lb knows by value (:func:`remember_secret`:
+the admin and metrics tokens, client keys as they are presented, account
+tokens as they are loaded or refreshed), since a token may be an opaque
+string with no telltale prefix.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import MutableMapping
 from types import TracebackType
 from typing import Any
@@ -44,18 +49,98 @@ _MAX_FIELD_VERDICTS = 4096
 _field_verdicts: dict[str, bool] = {}
 
 
-def redact_text(text: str) -> str:
-    if not _may_hold_secret(text):
+class KnownSecrets:
+    """Secrets held by value, found in text without a regular expression each.
+
+    Most tokens are one run of URL-safe characters (JWTs, client keys,
+    base64url): a text is cut into such runs by one scan, and each run long
+    enough is looked up in a set, so the cost does not grow with the number
+    of secrets. A secret with other characters in it (an operator's admin
+    token may have any) is searched for as a substring. Secrets shorter than
+    :data:`MIN_LENGTH` are not redacted by value: they would blank ordinary
+    words. The newest :data:`MAX_SECRETS` are kept.
+    """
+
+    MIN_LENGTH = 8
+    MAX_SECRETS = 50_000
+    _RUN = re.compile(r"[A-Za-z0-9._~-]{8,}")
+    _ONE_RUN = re.compile(r"[A-Za-z0-9._~-]+")
+
+    def __init__(self) -> None:
+        self._runs: dict[str, None] = {}
+        self._others: dict[str, None] = {}
+        # Read by logging threads while the event loop adds: they iterate
+        # over this snapshot, never over the dict being changed.
+        self._others_now: tuple[str, ...] = ()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._runs) + len(self._others)
+
+    def add(self, secret: str | None) -> None:
+        if not secret:
+            return
+        secret = secret.strip()
+        # Base64 padding ends a run: the secret is found without it.
+        core = secret.rstrip("=")
+        if len(core) < self.MIN_LENGTH:
+            return
+        with self._lock:
+            if self._ONE_RUN.fullmatch(core):
+                _keep_newest(self._runs, core, self.MAX_SECRETS)
+            else:
+                _keep_newest(self._others, secret, self.MAX_SECRETS)
+                self._others_now = tuple(self._others)
+
+    def redact(self, text: str) -> str:
+        if len(text) < self.MIN_LENGTH:
+            return text
+        if self._runs:
+            text = self._RUN.sub(self._blank_run, text)
+        for secret in self._others_now:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
         return text
-    return _SECRET_VALUES.sub(REDACTED, text)
+
+    def _blank_run(self, match: re.Match[str]) -> str:
+        run = match.group()
+        if run in self._runs:
+            return REDACTED
+        # A secret at the end of a sentence takes the full stop into its run.
+        bare = run.rstrip(".")
+        if bare != run and bare in self._runs:
+            return REDACTED + run[len(bare) :]
+        return run
+
+
+def _keep_newest(kept: dict[str, None], secret: str, limit: int) -> None:
+    kept.pop(secret, None)
+    kept[secret] = None
+    while len(kept) > limit:
+        del kept[next(iter(kept))]
+
+
+_known = KnownSecrets()
+
+
+def remember_secret(secret: str | None) -> None:
+    """Redact ``secret`` by value from now on, wherever it shows up."""
+    _known.add(secret)
+
+
+def redact_text(text: str) -> str:
+    if _may_hold_secret(text):
+        text = _SECRET_VALUES.sub(REDACTED, text)
+    return _known.redact(text)
 
 
 def redact_bytes(body: bytes) -> bytes:
     """``redact_text`` for a body of any encoding (undecodable bytes kept)."""
     text = body.decode("utf-8", "surrogateescape")
-    if not _may_hold_secret(text):
+    redacted = redact_text(text)
+    if redacted == text:
         return body
-    return _SECRET_VALUES.sub(REDACTED, text).encode("utf-8", "surrogateescape")
+    return redacted.encode("utf-8", "surrogateescape")
 
 
 def _may_hold_secret(text: str) -> bool:

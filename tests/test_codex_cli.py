@@ -27,11 +27,32 @@ pytestmark = [
 ]
 
 
-async def codex_exec(lb: LB, home: Path, prompt: str) -> tuple[int, str, str]:
-    """Run ``codex exec`` against codex-lb; (exit status, stdout, stderr)."""
-    assert CODEX is not None and Path(CODEX).exists(), f"no Codex CLI at {CODEX}"
+def write_config(home: Path, base_url: str) -> Path:
+    """``CODEX_HOME/config.toml`` naming codex-lb as a custom provider, the
+    way a user sets it up (SPEC section 3)."""
     home.mkdir(exist_ok=True)
-    base_url = str(lb.client.make_url("/backend-api/codex"))
+    config = home / "config.toml"
+    config.write_text(
+        f"""model = "gpt-5.1-codex"
+model_provider = "codex-lb"
+
+[model_providers.codex-lb]
+name = "codex-lb"
+base_url = "{base_url}"
+wire_api = "responses"
+env_key = "CODEX_LB_API_KEY"
+"""
+    )
+    return config
+
+
+async def codex_exec(lb: LB, home: Path, prompt: str) -> tuple[int, str, str]:
+    """Run ``codex exec`` against codex-lb; (exit status, stdout, stderr).
+
+    Nothing but ``config.toml`` in ``CODEX_HOME`` points the CLI at codex-lb.
+    """
+    assert CODEX is not None and Path(CODEX).exists(), f"no Codex CLI at {CODEX}"
+    write_config(home, str(lb.client.make_url("/backend-api/codex")))
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(home),
@@ -43,18 +64,6 @@ async def codex_exec(lb: LB, home: Path, prompt: str) -> tuple[int, str, str]:
         CODEX,
         "exec",
         "--skip-git-repo-check",
-        "-m",
-        "gpt-5.1-codex",
-        "-c",
-        "model_provider=lb",
-        "-c",
-        'model_providers.lb.name="codex-lb"',
-        "-c",
-        f'model_providers.lb.base_url="{base_url}"',
-        "-c",
-        "model_providers.lb.wire_api=responses",
-        "-c",
-        "model_providers.lb.env_key=CODEX_LB_API_KEY",
         prompt,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -89,6 +98,9 @@ class TestCodexCLI:
 
         assert status == 0, stderr
         assert "Hello from b@example.com. You said: say hi" in stdout
+        # The CLI used the model and provider its config.toml names.
+        sent = [r for r in lb.emulator.requests if r.path.endswith("/responses")]
+        assert [r.body["model"] for r in sent] == ["gpt-5.1-codex"] * 2
         (row,) = await lb.request_logs()
         assert (row.status, row.attempts, row.account_id) == (
             "success",

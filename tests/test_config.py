@@ -31,6 +31,7 @@ class TestLoadSettings:
                     "CODEX_LB_MAX_ATTEMPTS": "0",
                     "CODEX_LB_METRICS_ACCOUNT_IDENTITY_MODE": "name",
                     "CODEX_LB_UPSTREAM_BASE_URL": "chatgpt.com",
+                    "CODEX_LB_TRUSTED_PROXIES": "nginx, 10.0.0.0/8",
                 },
                 env_file=None,
             )
@@ -40,8 +41,35 @@ class TestLoadSettings:
             "CODEX_LB_METRICS_ACCOUNT_IDENTITY_MODE='name': must be one of "
             "'email', 'account_id'",
             "CODEX_LB_PORT='http': must be an integer from 1 to 65535",
+            "CODEX_LB_TRUSTED_PROXIES='nginx, 10.0.0.0/8': must be a "
+            "comma-separated list of IP addresses or networks (such as "
+            "127.0.0.1 or 10.0.0.0/8)",
             "CODEX_LB_UPSTREAM_BASE_URL='chatgpt.com': must be an http:// or "
             "https:// URL",
+        ]
+
+    @pytest.mark.parametrize(
+        "value", ["10.0.0.300", "127.0.0.1/33", ",", "::1, fe80::/10x", "localhost"]
+    )
+    def test_trusted_proxies_must_be_addresses_or_networks(self, value: str) -> None:
+        """Anything but IP addresses and networks is refused when read."""
+        with pytest.raises(SettingsError) as caught:
+            load_settings({"CODEX_LB_TRUSTED_PROXIES": value}, env_file=None)
+
+        [line] = caught.value.problems
+        assert line.startswith(f"CODEX_LB_TRUSTED_PROXIES={value!r}: must be ")
+
+    def test_trusted_proxies_are_read_as_networks(self) -> None:
+        """Addresses become one-host networks; host bits are allowed."""
+        settings = load_settings(
+            {"CODEX_LB_TRUSTED_PROXIES": " 127.0.0.1 , 10.1.2.3/8,::1 "},
+            env_file=None,
+        )
+
+        assert [str(n) for n in settings.trusted_networks] == [
+            "127.0.0.1/32",
+            "10.0.0.0/8",
+            "::1/128",
         ]
 
     def test_env_file_is_read_and_environment_wins(self, tmp_path: Path) -> None:

@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from codex_lb.logs import REDACTED, redact_bytes, redact_secrets, redact_text
+from codex_lb.logs import (
+    REDACTED,
+    KnownSecrets,
+    redact_bytes,
+    redact_secrets,
+    redact_text,
+    remember_secret,
+)
 
 
 def redacted(**fields: Any) -> dict[str, Any]:
@@ -106,3 +113,85 @@ class TestRedactBytes:
         body = b'{"error": {"code": "invalid_value"}}'
 
         assert redact_bytes(body) is body
+
+
+class TestKnownSecrets:
+    """Secrets codex-lb holds are blanked by value, whatever their shape."""
+
+    def test_an_opaque_token_is_blanked_wherever_it_appears(self) -> None:
+        """No prefix, in prose, in JSON, in a query string, before a full stop."""
+        known = KnownSecrets()
+        known.add("Zq81opaque0pq")
+
+        texts = [
+            "refresh with Zq81opaque0pq failed",
+            '{"token":"Zq81opaque0pq"}',
+            "GET /x?access=Zq81opaque0pq&y=1",
+            "sent Zq81opaque0pq.",
+        ]
+
+        assert [known.redact(t) for t in texts] == [
+            f"refresh with {REDACTED} failed",
+            f'{{"token":"{REDACTED}"}}',
+            f"GET /x?access={REDACTED}&y=1",
+            f"sent {REDACTED}.",
+        ]
+
+    def test_a_secret_with_any_characters_is_found(self) -> None:
+        """An admin token of any characters, base64 with padding and slashes."""
+        known = KnownSecrets()
+        known.add("pa$$ word!42")
+        known.add("YWJj/ZGVm+Z2hp==")
+        known.add("dXJsc2FmZQ==")
+
+        assert known.redact("a pa$$ word!42 b") == f"a {REDACTED} b"
+        assert known.redact("t=YWJj/ZGVm+Z2hp==") == f"t={REDACTED}"
+        assert known.redact("t=dXJsc2FmZQ==;") == f"t={REDACTED}==;"
+
+    def test_only_the_exact_value_goes(self) -> None:
+        """A longer word holding the secret, a shorter one, and short secrets
+        are left alone (a short secret would blank ordinary words)."""
+        known = KnownSecrets()
+        known.add("Zq81opaque0pq")
+        known.add("short1")
+
+        text = "xZq81opaque0pq Zq81opaque0p short1 status ok"
+
+        assert known.redact(text) == text
+        assert len(known) == 1
+
+    def test_the_newest_secrets_are_kept_within_the_bound(self) -> None:
+        """Past MAX_SECRETS the oldest are forgotten, so the set cannot grow
+        without bound (keys presented by clients are remembered too)."""
+        known = KnownSecrets()
+        known.MAX_SECRETS = 3
+        for n in range(5):
+            known.add(f"secret-number-{n}")
+
+        assert len(known) == 3
+        assert known.redact("secret-number-0") == "secret-number-0"
+        assert known.redact("secret-number-4") == REDACTED
+
+    def test_remembered_secrets_leave_every_log_field(self) -> None:
+        """Through the structlog processor: any field, nested or not."""
+        remember_secret("Mt41opaqueMetrics")
+
+        result = redacted(
+            event="odd",
+            note="token Mt41opaqueMetrics used",
+            nested={"x": ["Mt41opaqueMetrics"]},
+        )
+
+        assert result == {
+            "event": "odd",
+            "note": f"token {REDACTED} used",
+            "nested": {"x": [REDACTED]},
+        }
+
+    def test_a_body_quoting_a_remembered_secret_is_redacted(self) -> None:
+        """redact_bytes (upstream error bodies passed back) blanks them too."""
+        remember_secret("Ad93opaqueAdmin7")
+
+        assert redact_bytes(b'{"m": "saw Ad93opaqueAdmin7"}') == (
+            b'{"m": "saw ' + REDACTED.encode() + b'"}'
+        )

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from codex_lb.app import KEYS_KEY
-from codex_lb.proxy.keys import create_key
+from codex_lb.clientkeys import create_key
 from codex_lb.sim import Fault
 from tests.conftest import LB
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from codex_lb.events import AccountInfo
+from codex_lb.logs import remember_secret
 from codex_lb.store import AccountRow, AccountState, QuotaReading, TokenSet
 
 ACTIVE = "active"
@@ -14,6 +15,12 @@ QUOTA_EXCEEDED = "quota_exceeded"
 REAUTH_REQUIRED = "reauth_required"
 STATUSES = (ACTIVE, PAUSED, RATE_LIMITED, QUOTA_EXCEEDED, REAUTH_REQUIRED)
 BENCHED = (RATE_LIMITED, QUOTA_EXCEEDED)
+
+
+def _remembered(tokens: TokenSet) -> TokenSet:
+    for secret in (tokens.access_token, tokens.refresh_token, tokens.id_token):
+        remember_secret(secret)
+    return tokens
 
 
 @attrs.define(eq=False)
@@ -28,7 +35,9 @@ class Account:
     status_reason: str | None
     status_until: float | None
     pinned: bool
-    tokens: TokenSet
+    # Every token the account holds, loaded or refreshed, is kept out of
+    # the logs by value (it may be an opaque string).
+    tokens: TokenSet = attrs.field(converter=_remembered)
     quota: QuotaReading | None
     last_used_at: float | None
     # For a paused account: the bench it was under (see AccountState).

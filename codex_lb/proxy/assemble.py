@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from codex_lb.constants import QUOTA_CODES, RATE_LIMIT_CODES
-from codex_lb.proxy.errors import error_body
+from codex_lb.errors import error_body
 from codex_lb.proxy.sse import SSEEvent
 
 # Upstream failure codes that say the request itself was at fault.
@@ -63,8 +63,8 @@ class ResponseAssembler:
             part = data.get("part")
             content = self._content(data)
             if content is not None and isinstance(part, dict):
-                index = _index(data, "content_index", len(content))
-                while len(content) <= index:
+                index = _slot(content, _index(data, "content_index", len(content)))
+                if index == len(content):
                     content.append({})
                 content[index] = copy.deepcopy(part)
         elif name in ("response.output_text.delta", "response.refusal.delta"):
@@ -126,13 +126,23 @@ class ResponseAssembler:
         delta = data.get("delta")
         if content is None or not isinstance(delta, str):
             return
-        index = _index(data, "content_index", 0)
-        while len(content) <= index:
+        index = _slot(content, _index(data, "content_index", 0))
+        if index == len(content):
             part_type = "output_text" if key == "text" else "refusal"
             content.append({"type": part_type, key: ""})
         part = content[index]
         if isinstance(part, dict):
             part[key] = str(part.get(key) or "") + delta
+
+
+def _slot(parts: list[Any], index: int) -> int:
+    """Where part ``index`` goes: its place, or the end for an index past it.
+
+    The upstream numbers parts from 0 with no gaps; an index out of that
+    range (negative, or a billion) goes to the end rather than growing the
+    list to it.
+    """
+    return index if 0 <= index <= len(parts) else len(parts)
 
 
 def _index(data: dict[str, Any], key: str, default: int) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 import zstandard
 from aiohttp import web
 
-from codex_lb.proxy.errors import ClientError
+from codex_lb.errors import ClientError
 
 _CHUNK = 64 * 1024
 
@@ -130,6 +130,15 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
             400,
             "invalid_request_error",
             "request body is not valid JSON: nested too deeply",
+            "invalid_request_error",
+        ) from exc
+    except ValueError as exc:
+        # What the parser refuses beyond syntax: an integer of more digits
+        # than Python converts (sys.get_int_max_str_digits), and the like.
+        raise ClientError(
+            400,
+            "invalid_request_error",
+            f"request body is not usable JSON: {str(exc).split(';')[0]}",
             "invalid_request_error",
         ) from exc
     if not isinstance(value, dict):

@@ -16,23 +16,32 @@ from typing import Any
 
 from codex_lb.proxy.assemble import ResponseAssembler
 from codex_lb.proxy.sse import SSEEvent
+from codex_lb.proxy.upstream import read_usage, token_count
 
 
-def chat_usage(usage: Any) -> dict[str, Any] | None:
-    """Responses usage in Chat's names."""
-    if not isinstance(usage, dict):
+def chat_usage(raw: Any) -> dict[str, Any] | None:
+    """Responses usage in Chat's names (counts read as read_usage reads them)."""
+    usage = read_usage(raw)
+    if usage is None:
         return None
-    prompt = usage.get("input_tokens") or 0
-    completion = usage.get("output_tokens") or 0
-    cached = (usage.get("input_tokens_details") or {}).get("cached_tokens") or 0
-    reasoning = (usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0
+    total = token_count(raw.get("total_tokens"))
     return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": usage.get("total_tokens") or prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-        "completion_tokens_details": {"reasoning_tokens": reasoning},
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": total or usage.input_tokens + usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
+
+
+def _text(value: Any) -> str:
+    """``value`` if the upstream sent a string there, else empty."""
+    return value if isinstance(value, str) else ""
+
+
+def _list(value: Any) -> list[Any]:
+    """``value`` if the upstream sent a list there, else empty."""
+    return value if isinstance(value, list) else []
 
 
 def finish_reason(response: dict[str, Any], called_tools: bool) -> str:
@@ -73,23 +82,25 @@ class ChatAnswer:
         response = self._assembler.build()
 
         texts, refusals, calls = [], [], []
-        for item in response.get("output") or []:
+        for item in _list(response.get("output")):
             if not isinstance(item, dict):
                 continue
             if item.get("type") == "message":
-                for part in item.get("content") or []:
+                for part in _list(item.get("content")):
+                    if not isinstance(part, dict):
+                        continue
                     if part.get("type") == "output_text":
-                        texts.append(part.get("text") or "")
+                        texts.append(_text(part.get("text")))
                     elif part.get("type") == "refusal":
-                        refusals.append(part.get("refusal") or "")
+                        refusals.append(_text(part.get("refusal")))
             elif item.get("type") == "function_call":
                 calls.append(
                     {
-                        "id": item.get("call_id") or item.get("id"),
+                        "id": _text(item.get("call_id")) or _text(item.get("id")),
                         "type": "function",
                         "function": {
-                            "name": item.get("name"),
-                            "arguments": item.get("arguments") or "",
+                            "name": _text(item.get("name")),
+                            "arguments": _text(item.get("arguments")),
                         },
                     }
                 )
@@ -106,8 +117,8 @@ class ChatAnswer:
         completion = {
             "id": _completion_id(response.get("id")),
             "object": "chat.completion",
-            "created": created if isinstance(created, int) else int(time.time()),
-            "model": response.get("model") or self._model,
+            "created": created if _is_int(created) else int(time.time()),
+            "model": _text(response.get("model")) or self._model,
             "choices": [
                 {
                     "index": 0,
@@ -154,17 +165,18 @@ class ChatStream:
         if name == "response.created" and isinstance(response, dict):
             self._id = _completion_id(response.get("id"))
             created = response.get("created_at")
-            self._created = created if isinstance(created, int) else self._created
-            self._model = response.get("model") or self._model
+            if isinstance(created, int) and not isinstance(created, bool):
+                self._created = created
+            self._model = _text(response.get("model")) or self._model
             return self._delta({})
         if name == "response.output_text.delta":
-            return self._delta({"content": data.get("delta") or ""})
+            return self._delta({"content": _text(data.get("delta"))})
         if name == "response.refusal.delta":
-            return self._delta({"refusal": data.get("delta") or ""})
+            return self._delta({"refusal": _text(data.get("delta"))})
         if name in ("response.output_item.added", "response.output_item.done"):
             return self._call_item(data.get("item"))
         if name == "response.function_call_arguments.delta":
-            call = self._calls.get(data.get("item_id") or "")
+            call = self._calls.get(_text(data.get("item_id")))
             delta = data.get("delta")
             if call is None or not isinstance(delta, str) or not delta:
                 return b""
@@ -182,16 +194,16 @@ class ChatStream:
         """A function call's first chunk, or the arguments no delta carried."""
         if not isinstance(item, dict) or item.get("type") != "function_call":
             return b""
-        item_id = item.get("id") or item.get("call_id") or ""
-        arguments = item.get("arguments") or ""
+        item_id = _text(item.get("id")) or _text(item.get("call_id"))
+        arguments = _text(item.get("arguments"))
         call = self._calls.get(item_id)
         if call is None:
             call = self._calls[item_id] = [len(self._calls), arguments]
             head = {
                 "index": call[0],
-                "id": item.get("call_id") or item_id,
+                "id": _text(item.get("call_id")) or item_id,
                 "type": "function",
-                "function": {"name": item.get("name") or "", "arguments": arguments},
+                "function": {"name": _text(item.get("name")), "arguments": arguments},
             }
             return self._delta({"tool_calls": [head]})
         rest = arguments[len(call[1]) :] if arguments.startswith(call[1]) else ""
@@ -245,6 +257,10 @@ class ChatStream:
         if self._include_usage:
             chunk["usage"] = usage
         return chunk
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _sse(data: dict[str, Any]) -> bytes:

@@ -17,12 +17,12 @@ from typing import Any, Final
 import structlog
 from aiohttp import web
 
+from codex_lb.clientkeys import API_KEY_ID
+from codex_lb.errors import ClientError, client_error_response, error_response
 from codex_lb.proxy.assemble import ResponsesAnswer
 from codex_lb.proxy.body import require_model
 from codex_lb.proxy.chat import DEFAULT_INSTRUCTIONS, ParameterError, chat_to_responses
 from codex_lb.proxy.chat_stream import ChatAnswer, ChatStream
-from codex_lb.proxy.errors import ClientError, client_error_response, error_response
-from codex_lb.proxy.keys import API_KEY_ID
 from codex_lb.proxy.outcome import ProxyRequest, StreamTranslator
 from codex_lb.proxy.pricing import PriceTable
 from codex_lb.proxy.routes import RELAY_KEY, _read_json, _session_key
@@ -183,7 +183,7 @@ async def _relay(
         api_key_id=request.get(API_KEY_ID),
         translator=translator,
     )
-    return await request.app[RELAY_KEY].handle(request, proxied)
+    return await request.app[RELAY_KEY].serve(request, proxied)
 
 
 async def _model_names(request: web.Request) -> list[str]:

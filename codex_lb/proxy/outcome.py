@@ -87,7 +87,14 @@ class Failure:
 
 @attrs.define
 class Outcome:
-    """How a request ended, for the log, the events and the metrics."""
+    """How a request ended, for the log, the events and the metrics.
+
+    ``error_class`` is set when the answer failed in a way that says
+    something about the account (SPEC section 5's classes): a stream that
+    broke or a failure event after the answer started. The relay marks the
+    account by it; a client error, a client that left or a shutdown leaves
+    it None, and the account unmarked.
+    """
 
     status_code: int
     error_code: str | None = None
@@ -95,6 +102,8 @@ class Outcome:
     usage: Usage | None = None
     model: str | None = None
     response: web.StreamResponse | None = None
+    error_class: str | None = None
+    resets_at: float | None = None
 
     @property
     def success(self) -> bool:

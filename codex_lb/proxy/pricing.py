@@ -1,8 +1,16 @@
 """The price table: USD per million tokens, and the cost of one request.
 
-A name ending in ``*`` matches by prefix. An exact name beats any prefix and
-a longer prefix beats a shorter one. A model with no match is unpriced: its
-cost is unknown, never guessed from a neighbour.
+A name ending in ``*`` is a prefix alias. It matches a model named exactly
+the prefix, or one that goes on after the prefix at a separator (``-``,
+``_``, ``:``, ``/``, ``@``): ``gpt-5*`` matches ``gpt-5``, ``gpt-5-codex``
+and ``gpt-5-2025-08-07``, but never a name that continues the prefix's
+version number or word, such as ``gpt-5.9-nova`` or ``gpt-50`` (a new model,
+not a variant). A prefix that itself ends in a separator (``house-*``)
+matches anything after it, and ``*`` alone matches every model.
+
+An exact name beats any prefix and a longer prefix beats a shorter one. A
+model with no match is unpriced (``unknown_pricing``): its cost is unknown,
+never guessed from a neighbour.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ import attrs
 from codex_lb.constants import BUILTIN_PRICES
 
 OTHER_MODEL = "other"
+# Where a model name may go on after a prefix alias (see the module's doc).
+SEPARATORS = frozenset("-_:/@")
 
 
 class PricingFileError(ValueError):
@@ -78,7 +88,7 @@ class PriceTable:
         if price is not None:
             return model, price
         for prefix, name, price in self._prefixes:
-            if model.startswith(prefix):
+            if _extends(model, prefix):
                 return name, price
         return None
 
@@ -109,6 +119,15 @@ class PriceTable:
             + cached * price.cached_input
             + usage.output_tokens * price.output
         ) / 1_000_000
+
+
+def _extends(model: str, prefix: str) -> bool:
+    """Whether ``model`` is ``prefix`` or a variant of it (see the module doc)."""
+    if not model.startswith(prefix):
+        return False
+    if len(model) == len(prefix) or not prefix or prefix[-1] in SEPARATORS:
+        return True
+    return model[len(prefix)] in SEPARATORS
 
 
 def _read_pricing_file(path: Path) -> dict[str, Price]:

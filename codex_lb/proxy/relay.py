@@ -15,29 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import aiohttp
 import structlog
 from aiohttp import web
-from multidict import CIMultiDict
 
 from codex_lb.accounts import (
     QUOTA_EXCEEDED,
     RATE_LIMITED,
+    REAUTH_REQUIRED,
     Account,
     AccountPool,
     RefreshError,
     TokenRefresher,
 )
-from codex_lb.accounts.aggregate import (
-    PoolQuota,
-    pool_quota,
-    quota_headers,
-    replace_quota_headers,
-)
-from codex_lb.accounts.quota import reading_from_headers
 from codex_lb.events import (
     AttemptFinished,
     AttemptStarted,
@@ -45,8 +37,9 @@ from codex_lb.events import (
     RequestStarted,
     Retry,
 )
+from codex_lb.proxy.endings import shutdown_response
 from codex_lb.proxy.failures import (
-    FAILOVER_CLASSES,
+    MOVES_ON,
     TRANSPORT_ERRORS,
     exhausted,
     pass_back,
@@ -56,16 +49,13 @@ from codex_lb.proxy.failures import (
 from codex_lb.proxy.finish import finish_request
 from codex_lb.proxy.outcome import Failure, Outcome, Progress, ProxyRequest
 from codex_lb.proxy.pricing import PriceTable
+from codex_lb.proxy.quota import AnswerQuota
 from codex_lb.proxy.request_log import RequestLogBuffer
+from codex_lb.proxy.sse import DEFAULT_MAX_EVENT_BYTES
 from codex_lb.proxy.streaming import AnswerRelay
-from codex_lb.proxy.upstream import client_headers, upstream_headers
+from codex_lb.proxy.upstream import upstream_headers
 
 log = structlog.get_logger("codex_lb.proxy")
-
-# The pool's quota headers walk every account (0.8 ms at 300): they are kept
-# until the pool's version moves (roster, status, poll) and, while only the
-# readings that come with answers move them, for at most this long.
-POOL_QUOTA_MAX_AGE_SECONDS = 1.0
 
 
 class Relay:
@@ -83,6 +73,7 @@ class Relay:
         max_attempts: int,
         idle_timeout: float,
         connect_timeout: float,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._pool = pool
@@ -97,12 +88,15 @@ class Relay:
             total=None, sock_connect=connect_timeout, sock_read=idle_timeout
         )
         self._clock = clock
-        self._answers = AnswerRelay(clock, self._headers_for)
-        self._background: set[asyncio.Task[Any]] = set()
-        self._pool_quota: tuple[int, float, PoolQuota] | None = None
+        self._answers = AnswerRelay(clock, self._is_stopping, max_event_bytes)
+        self._quota = AnswerQuota(pool, bus, clock)
+        # The handler tasks serving requests now, for ending them at shutdown.
+        self._serving: set[asyncio.Task[object]] = set()
+        self._stopping = False
+        self._deadline: asyncio.TimerHandle | None = None
         self.inflight = 0
 
-    async def handle(
+    async def serve(
         self, request: web.Request, proxied: ProxyRequest, record: bool = True
     ) -> web.StreamResponse:
         """Serve ``proxied`` for ``request``: failover loop, then bookkeeping.
@@ -111,16 +105,32 @@ class Relay:
         (the model catalog is not a model request).
         """
         self.inflight += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._serving.add(task)
         if record:
             self._bus.publish(RequestStarted(proxied.request_id, proxied.api))
         progress = Progress()
         outcome: Outcome | None = None
         try:
-            outcome = await self._attempts(request, proxied, progress)
+            try:
+                outcome = await self._attempts(request, proxied, progress)
+            except asyncio.CancelledError:
+                if not self._stopping or progress.served is not None:
+                    raise
+                # Shutdown caught it before any answer started: say so.
+                if task is not None:
+                    task.uncancel()
+                outcome = Outcome(
+                    503,
+                    "server_shutdown",
+                    progress.account,
+                    response=shutdown_response(),
+                )
             response = outcome.response
             assert response is not None
             if not response.prepared:
-                # Send it now, so request_finished fires after the last byte.
+                # Sent now, so request_finished fires after the last byte.
                 try:
                     await response.prepare(request)
                     await response.write_eof()
@@ -128,11 +138,14 @@ class Relay:
                     outcome.error_code = outcome.error_code or "client_disconnected"
             return response
         except asyncio.CancelledError:
-            # The client left (aiohttp cancels its handler when configured to).
+            # The client left (aiohttp cancels its handler when configured to),
+            # or shutdown cut the request short past its grace period.
             outcome = outcome or progress.cancelled()
             raise
         finally:
             self.inflight -= 1
+            if task is not None:
+                self._serving.discard(task)
             if record:
                 finish_request(
                     proxied,
@@ -143,11 +156,34 @@ class Relay:
                     self._request_log,
                 )
 
+    def stop_streams_after(self, seconds: float) -> None:
+        """Call :meth:`stop_streams` once ``seconds`` have passed (shutdown)."""
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(seconds, self.stop_streams)
+
+    def stop_streams(self) -> None:
+        """End every request still being served (shutdown's grace is over).
+
+        Each one ends with ``server_shutdown``: a started stream with one
+        ``response.failed`` event, a request not yet answered with a 503.
+        """
+        self._stopping = True
+        if self._serving:
+            log.warning("streams_ended_at_shutdown", requests=len(self._serving))
+        for task in list(self._serving):
+            task.cancel()
+
+    def _is_stopping(self) -> bool:
+        return self._stopping
+
     async def _attempts(
         self, request: web.Request, proxied: ProxyRequest, progress: Progress
     ) -> Outcome:
         tried: set[str] = set()
-        last: Failure | None = None
+        failures: list[Failure] = []
+        # The move off the last failed account, published once another
+        # account is actually tried (SPEC section 6: "leaves for another").
+        leaving: Retry | None = None
 
         while progress.attempts < self._max_attempts:
             selection = await self._pool.select(proxied.session_key, exclude=tried)
@@ -157,17 +193,23 @@ class Relay:
             tried.add(account.id)
             try:
                 await self._refresher.ensure_fresh(account)
-            except RefreshError:
+            except RefreshError as exc:
                 # Not an attempt on the wire: the account cannot be used now.
+                # One that needs a new login has left the pool; one whose
+                # token endpoint is down is a temporary failure.
+                if account.status != REAUTH_REQUIRED:
+                    failures.append(Failure("auth", exc.code))
                 continue
 
+            if leaving is not None:
+                self._bus.publish(leaving)
+                leaving = None
             progress.attempts += 1
             progress.account = account
             result = await self._attempt(request, proxied, account, progress)
             if isinstance(result, Outcome):
                 return result
 
-            last = result
             log.info(
                 "attempt_failed",
                 request_id=proxied.request_id,
@@ -176,22 +218,22 @@ class Relay:
                 code=result.code,
                 status=result.status,
             )
-            if result.error_class not in FAILOVER_CLASSES:
+            if result.error_class not in MOVES_ON:
                 return pass_back(result, account)
+            if not (result.error_class == "auth" and account.status == REAUTH_REQUIRED):
+                failures.append(result)
             if proxied.session_key is not None:
                 self._pool.forget_session(proxied.session_key)
-            self._bus.publish(
-                Retry(
-                    request_id=proxied.request_id,
-                    account_id=account.id,
-                    api=proxied.api,
-                    error_class=result.error_class,
-                    error_code=result.code,
-                )
+            leaving = Retry(
+                request_id=proxied.request_id,
+                account_id=account.id,
+                api=proxied.api,
+                error_class=result.error_class,
+                error_code=result.code,
             )
 
         progress.account = None
-        return exhausted(last, self._pool, self._clock())
+        return exhausted(failures, tried, self._pool, self._clock())
 
     async def _attempt(
         self,
@@ -220,20 +262,24 @@ class Relay:
             self._bus.publish(AttemptFinished(proxied.request_id, account.id))
 
     async def _after_attempt(self, account: Account, result: Outcome | Failure) -> None:
+        """Mark the account by what the attempt says about it (SPEC section 5)."""
         if isinstance(result, Outcome):
             if result.success:
                 self._pool.record_success(account)
-            elif result.error_code is not None and result.status_code == 200:
-                # The stream broke after it started: an error mark, no bench.
-                self._pool.record_failure(account, "transport", result.error_code)
-            return
-        if result.error_class in ("rate_limit", "quota"):
-            status = (
-                RATE_LIMITED if result.error_class == "rate_limit" else (QUOTA_EXCEEDED)
+                return
+            klass, code, resets_at = (
+                result.error_class,
+                result.error_code or "",
+                result.resets_at,
             )
-            await self._pool.bench(account, status, result.code, result.resets_at)
-        elif result.error_class in ("upstream", "transport"):
-            self._pool.record_failure(account, result.error_class, result.code)
+        else:
+            klass, code, resets_at = result.error_class, result.code, result.resets_at
+
+        if klass in ("rate_limit", "quota"):
+            status = RATE_LIMITED if klass == "rate_limit" else QUOTA_EXCEEDED
+            await self._pool.bench(account, status, code, resets_at)
+        elif klass in ("upstream", "transport"):
+            self._pool.record_failure(account, klass, code)
 
     async def _send(
         self,
@@ -265,7 +311,7 @@ class Relay:
             return Failure("transport", transport_code(exc))
 
         try:
-            self._ingest_headers(account, upstream.headers)
+            self._quota.ingest(account, upstream.headers)
             if upstream.status >= 400:
                 return await read_failure(upstream, self._clock)
             content_type = upstream.headers.get("Content-Type", "")
@@ -286,51 +332,15 @@ class Relay:
         finally:
             upstream.release()
 
-    def _headers_for(self, upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
-        """The client's response headers, quota headers being the pool's."""
-        headers = client_headers(upstream.headers)
-        quota = self._current_pool_quota()
-        replace_quota_headers(headers, quota_headers(quota, self._clock()))
-        return headers
-
-    def _current_pool_quota(self) -> PoolQuota:
-        now = time.monotonic()
-        cached = self._pool_quota
-        if (
-            cached is None
-            or cached[0] != self._pool.version
-            or now - cached[1] > POOL_QUOTA_MAX_AGE_SECONDS
-        ):
-            quota = pool_quota(self._pool.accounts, self._clock())
-            cached = (self._pool.version, now, quota)
-            self._pool_quota = cached
-        return cached[2]
-
-    def _ingest_headers(self, account: Account, headers: Mapping[str, str]) -> None:
-        reading = reading_from_headers(headers, self._clock())
-        if reading is None:
-            return
-        old = account.quota
-        if old is not None and (
-            old.primary_used_percent,
-            old.secondary_used_percent,
-            old.secondary_reset_at,
-            old.primary_reset_at,
-        ) == (
-            reading.primary_used_percent,
-            reading.secondary_used_percent,
-            reading.secondary_reset_at,
-            reading.primary_reset_at,
-        ):
-            return
-        # The store write happens off the request path.
-        self._pool.take_reading(account, reading)
+    def pool_headers(self) -> dict[str, str]:
+        """The pool's ``x-codex-*`` quota headers as of now."""
+        return self._quota.pool_headers()
 
     async def fetch(self, request: web.Request, proxied: ProxyRequest) -> web.Response:
         """Serve a JSON request through the pool and return the answer unsent.
 
         For a route that reshapes the upstream's JSON (``GET /v1/models``);
-        nothing is recorded, as for :meth:`handle` with ``record`` false.
+        nothing is recorded, as for :meth:`serve` with ``record`` false.
         """
         outcome = await self._attempts(request, proxied, Progress())
         response = outcome.response
@@ -338,6 +348,7 @@ class Relay:
         return response
 
     async def close(self) -> None:
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        """Drop a pending shutdown deadline; store the readings answers brought."""
+        if self._deadline is not None:
+            self._deadline.cancel()
         await self._pool.flush_readings()

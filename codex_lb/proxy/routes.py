@@ -6,19 +6,23 @@ from typing import Any
 
 from aiohttp import web
 
+from codex_lb.accounts.aggregate import replace_quota_headers
+from codex_lb.clientkeys import API_KEY_ID
+from codex_lb.errors import ClientError, client_error_response
 from codex_lb.proxy.body import (
     decode_body,
     parse_json_object,
     read_raw_body,
     require_model,
 )
-from codex_lb.proxy.errors import ClientError, client_error_response
-from codex_lb.proxy.keys import API_KEY_ID
 from codex_lb.proxy.outcome import ProxyRequest
 from codex_lb.proxy.relay import Relay
 
 RELAY_KEY = web.AppKey("relay", Relay)
 MAX_REQUEST_BYTES_KEY = web.AppKey("max_request_bytes", int)
+
+# The proxied routes: every answer on them carries the pool's quota headers.
+PROXIED_PREFIXES = ("/backend-api/codex/", "/v1/")
 
 
 def _session_key(request: web.Request, body: dict[str, Any]) -> str | None:
@@ -60,7 +64,7 @@ async def codex_responses(request: web.Request) -> web.StreamResponse:
         session_key=_session_key(request, body),
         api_key_id=request.get(API_KEY_ID),
     )
-    return await request.app[RELAY_KEY].handle(request, proxied)
+    return await request.app[RELAY_KEY].serve(request, proxied)
 
 
 async def codex_compact(request: web.Request) -> web.StreamResponse:
@@ -81,7 +85,7 @@ async def codex_compact(request: web.Request) -> web.StreamResponse:
         session_key=_session_key(request, body),
         api_key_id=request.get(API_KEY_ID),
     )
-    return await request.app[RELAY_KEY].handle(request, proxied)
+    return await request.app[RELAY_KEY].serve(request, proxied)
 
 
 async def codex_models(request: web.Request) -> web.StreamResponse:
@@ -98,10 +102,29 @@ async def codex_models(request: web.Request) -> web.StreamResponse:
         query=request.query_string,
         api_key_id=request.get(API_KEY_ID),
     )
-    return await request.app[RELAY_KEY].handle(request, proxied, record=False)
+    return await request.app[RELAY_KEY].serve(request, proxied, record=False)
+
+
+async def pool_quota_headers(
+    request: web.Request, response: web.StreamResponse
+) -> None:
+    """Give a proxied route's answer the pool's quota headers (SPEC section 3).
+
+    Run as the answer's headers go out, so every answer gets them: relayed,
+    passed back, or codex-lb's own (a refused body, a 429, a 502, a 503), and
+    an account's own ``x-codex-*`` headers never reach the client. A caller
+    the access rules turned away (401, 403) learns nothing of the pool.
+    """
+    if not request.path.startswith(PROXIED_PREFIXES):
+        return
+    if response.status in (401, 403):
+        replace_quota_headers(response.headers, {})
+    else:
+        replace_quota_headers(response.headers, request.app[RELAY_KEY].pool_headers())
 
 
 def add_proxy_routes(app: web.Application) -> None:
+    app.on_response_prepare.append(pool_quota_headers)
     app.router.add_post("/backend-api/codex/responses", codex_responses)
     app.router.add_post("/backend-api/codex/responses/compact", codex_compact)
     app.router.add_get("/backend-api/codex/models", codex_models)

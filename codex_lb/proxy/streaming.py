@@ -4,11 +4,14 @@ A streamed answer is relayed byte for byte, or rewritten by a translator;
 either way the content-free opening events (``response.created``,
 ``response.in_progress``) are held back until the first other event, so a
 failure right at the start can still move to another account. A stream that
-breaks after it started ends with one clear ``response.failed`` event.
+breaks after it started ends with one clear ``response.failed`` event (see
+:mod:`codex_lb.proxy.endings`); so does one still open when codex-lb shuts
+down past its grace period.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -16,9 +19,19 @@ from typing import Any
 import aiohttp
 import attrs
 from aiohttp import web
-from multidict import CIMultiDict
 
 from codex_lb.accounts import Account
+from codex_lb.errors import error_response
+from codex_lb.proxy.endings import (
+    broken,
+    broken_code,
+    client_gone,
+    end_with_failure,
+    failure_message,
+    shutdown_response,
+    stream_outcome,
+    usage_of,
+)
 from codex_lb.proxy.failures import TRANSPORT_ERRORS, early_failure, transport_code
 from codex_lb.proxy.outcome import (
     Failure,
@@ -27,21 +40,24 @@ from codex_lb.proxy.outcome import (
     ProxyRequest,
     StreamTranslator,
 )
-from codex_lb.proxy.pricing import Usage
-from codex_lb.proxy.sse import SSEReader, encode_event
-from codex_lb.proxy.upstream import error_code
+from codex_lb.proxy.sse import DEFAULT_MAX_EVENT_BYTES, SSEReader
+from codex_lb.proxy.upstream import client_headers
 
 
 @attrs.define
 class AnswerRelay:
     """Writes upstream answers to clients.
 
-    ``headers_for`` gives the client's response headers for an upstream
-    answer, read when the answer starts.
+    ``stopping`` says whether codex-lb is shutting down: an answer cancelled
+    then ends with ``server_shutdown`` instead of being left cut. An event
+    larger than ``max_event_bytes`` ends the answer with ``event_too_large``.
+    (The quota headers of every answer are the pool's: see
+    ``routes.pool_quota_headers``.)
     """
 
     clock: Callable[[], float]
-    headers_for: Callable[[aiohttp.ClientResponse], CIMultiDict[str]]
+    stopping: Callable[[], bool]
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
 
     async def body(
         self,
@@ -54,16 +70,11 @@ class AnswerRelay:
             body = await upstream.read()
         except TRANSPORT_ERRORS as exc:
             return Failure("transport", transport_code(exc))
-        usage, model = (
-            usage_of(_json_or_none(body))
-            if proxied.stream is False
-            else (
-                None,
-                None,
-            )
-        )
+        usage, model = (None, None)
+        if proxied.stream is False:
+            usage, model = usage_of(_json_or_none(body))
         response = web.Response(
-            status=upstream.status, body=body, headers=self.headers_for(upstream)
+            status=upstream.status, body=body, headers=client_headers(upstream.headers)
         )
         return Outcome(
             upstream.status,
@@ -82,29 +93,49 @@ class AnswerRelay:
         upstream: aiohttp.ClientResponse,
         progress: Progress,
     ) -> Outcome | Failure:
-        reader = SSEReader()
+        reader = SSEReader(self.max_event_bytes)
         held: list[bytes] | None = []
         response: web.StreamResponse | None = None
-        tail = b""
+        tail = b""  # the last bytes written, to close a cut event
         delivered = False  # the terminal event was written to the client
 
         try:
-            async for chunk in upstream.content.iter_any():
-                events = reader.feed(chunk)
-                if held is not None:
-                    held.append(chunk)
-                    if not (reader.saw_content or reader.terminal):
-                        continue
-                    failed = early_failure(events, self.clock())
-                    if failed is not None:
-                        return failed
+            try:
+                async for chunk in upstream.content.iter_any():
+                    events = reader.feed(chunk)
+                    if held is not None:
+                        if reader.overflowed:
+                            break
+                        held.append(chunk)
+                        if not (reader.saw_content or reader.terminal):
+                            continue
+                        failed = early_failure(events, self.clock())
+                        if failed is not None:
+                            return failed
+                        response = await self._start(request, upstream)
+                        chunk, held = b"".join(held), None
+                    await _write(response, chunk)
+                    tail = (tail + chunk)[-2:]
+                    delivered = self._delivered(progress, reader, account, response)
+                    if reader.overflowed:
+                        break
+            except TRANSPORT_ERRORS as exc:
+                # After the terminal event the answer is whole: the drop is moot.
+                if not delivered:
+                    code = broken_code(exc)
+                    if response is None:
+                        return Failure("transport", code)
+                    await end_with_failure(response, tail, code)
+                    return broken(code, account, proxied.model, response)
+
+            if reader.overflowed:
+                # One event outgrew the cap: whatever was held back goes (it
+                # holds the start of that event), the failure says why.
+                if response is None:
                     response = await self._start(request, upstream)
-                    chunk, held = b"".join(held), None
-                await _write(response, chunk)
-                tail = (tail + chunk)[-2:]
-                delivered = _delivered(progress, reader, account, response)
-                if reader.overflowed:
-                    break
+                await end_with_failure(response, tail, "event_too_large")
+                return broken("event_too_large", account, proxied.model, response)
+
             last = reader.finish()
             if held is not None and reader.terminal is not None:
                 # A whole answer whose last event lacked its blank line.
@@ -115,36 +146,25 @@ class AnswerRelay:
                 chunk = b"".join(held)
                 await _write(response, chunk)
                 tail = chunk[-2:]
-                delivered = _delivered(progress, reader, account, response)
+                delivered = self._delivered(progress, reader, account, response)
         except _ClientGone:
-            return client_gone(reader, account, response, delivered)
-        except TRANSPORT_ERRORS as exc:
-            # After the terminal event the answer is whole: the drop is moot.
-            if not delivered:
-                code = _broken_code(exc)
-                if response is None:
-                    return Failure("transport", code)
-                await end_with_failure(response, tail, code)
-                return Outcome(200, code, account, None, proxied.model, response)
+            return client_gone(reader, account, response, delivered, self.clock())
+        except asyncio.CancelledError:
+            if not self.stopping():
+                raise
+            return await self._shut_down(reader, account, response, tail, delivered)
 
         if response is None:
             # The upstream ended before any content: nothing was sent yet.
             return Failure("transport", "stream_incomplete")
-        if reader.overflowed:
-            await end_with_failure(response, tail, "event_too_large")
-            return Outcome(
-                200, "event_too_large", account, None, proxied.model, response
-            )
         if reader.terminal is None:
             await end_with_failure(response, tail, "stream_incomplete")
-            return Outcome(
-                200, "stream_incomplete", account, None, proxied.model, response
-            )
+            return broken("stream_incomplete", account, proxied.model, response)
         try:
             await response.write_eof()
         except (ConnectionError, aiohttp.ClientConnectionResetError):
             pass
-        return stream_outcome(reader, account, response, None)
+        return stream_outcome(reader, account, response, self.clock())
 
     async def translated(
         self,
@@ -162,80 +182,151 @@ class AnswerRelay:
         before the terminal event, so any failure before it still moves the
         request to another account.
         """
-        reader = SSEReader(parse_all=True)
+        reader = SSEReader(self.max_event_bytes, parse_all=True)
         held = bytearray()
         response: web.StreamResponse | None = None
         delivered = False  # the terminal event's bytes were written (streaming)
 
         try:
-            async for chunk in upstream.content.iter_any():
-                events = reader.feed(chunk)
-                if response is None:
-                    failed = early_failure(events, self.clock())
-                    if failed is not None:
-                        return failed
-                out = translator.translate(events)
-                if response is None:
-                    held += out
-                    if translator.buffered or not (
-                        reader.saw_content or reader.terminal
-                    ):
-                        continue
-                    response = await self._start(request, upstream)
-                    out, held = bytes(held), bytearray()
-                if out:
-                    await _write(response, out)
-                delivered = _delivered(progress, reader, account, response)
-                if reader.overflowed:
-                    break
-            # The last event may lack its blank line: translate it too.
-            events = reader.finish()
-            if response is None:
-                failed = early_failure(events, self.clock())
-                if failed is not None:
-                    return failed
-            held += translator.translate(events)
-        except _ClientGone:
-            return client_gone(reader, account, response, delivered)
-        except TRANSPORT_ERRORS as exc:
-            # After the terminal event the answer is whole: the drop is moot.
+            try:
+                async for chunk in upstream.content.iter_any():
+                    events = reader.feed(chunk)
+                    if reader.overflowed:
+                        break
+                    if response is None:
+                        failed = early_failure(events, self.clock())
+                        if failed is not None:
+                            return failed
+                    out = translator.translate(events)
+                    if response is None:
+                        held += out
+                        if translator.buffered or not (
+                            reader.saw_content or reader.terminal
+                        ):
+                            continue
+                        response = await self._start(request, upstream)
+                        out, held = bytes(held), bytearray()
+                    if out:
+                        await _write(response, out)
+                    delivered = self._delivered(progress, reader, account, response)
+                if not reader.overflowed:
+                    # The last event may lack its blank line: translate it too.
+                    events = reader.finish()
+                    if response is None:
+                        failed = early_failure(events, self.clock())
+                        if failed is not None:
+                            return failed
+                    held += translator.translate(events)
+            except TRANSPORT_ERRORS as exc:
+                # After the terminal event the answer is whole: the drop is moot.
+                if reader.terminal is None:
+                    code = broken_code(exc)
+                    if response is None:
+                        return Failure("transport", code)
+                    await _end_translated(
+                        response, translator.fail(code, failure_message(code))
+                    )
+                    return broken(code, account, proxied.model, response)
+
+            if reader.overflowed:
+                return await self._overflowed(
+                    request, proxied, account, upstream, translator, response, held
+                )
             if reader.terminal is None:
-                code = _broken_code(exc)
                 if response is None:
-                    return Failure("transport", code)
-                await _end_translated(response, translator.fail(code, _failure(code)))
-                return Outcome(200, code, account, None, proxied.model, response)
+                    return Failure("transport", "stream_incomplete")
+                code = "stream_incomplete"
+                await _end_translated(
+                    response, translator.fail(code, failure_message(code))
+                )
+                return broken(code, account, proxied.model, response)
 
-        if reader.overflowed or reader.terminal is None:
-            code = "event_too_large" if reader.overflowed else "stream_incomplete"
-            if response is None:
-                return Failure("transport", code)
-            await _end_translated(response, translator.fail(code, _failure(code)))
-            return Outcome(200, code, account, None, proxied.model, response)
-
-        if translator.buffered:
-            status, payload = translator.result()
-            headers = self.headers_for(upstream)
-            headers.popall("Content-Type", None)
-            answer = web.json_response(payload, status=status, headers=headers)
-            outcome = stream_outcome(reader, account, answer, None)
-            outcome.status_code = status
-            return outcome
-        try:
+            if translator.buffered:
+                status, payload = translator.result()
+                headers = client_headers(upstream.headers)
+                headers.popall("Content-Type", None)
+                answer = web.json_response(payload, status=status, headers=headers)
+                outcome = stream_outcome(reader, account, answer, self.clock())
+                outcome.status_code = status
+                return outcome
             if response is None:
                 response = await self._start(request, upstream)
         except _ClientGone:
-            return Outcome(
-                499, "client_disconnected", account, response=web.Response(status=499)
+            return client_gone(reader, account, response, delivered, self.clock())
+        except asyncio.CancelledError:
+            if not self.stopping():
+                raise
+            return await self._shut_down(
+                reader, account, response, b"", delivered, translator
             )
+
         await _end_translated(response, bytes(held))
-        return stream_outcome(reader, account, response, None)
+        return stream_outcome(reader, account, response, self.clock())
+
+    async def _overflowed(
+        self,
+        request: web.Request,
+        proxied: ProxyRequest,
+        account: Account,
+        upstream: aiohttp.ClientResponse,
+        translator: StreamTranslator,
+        response: web.StreamResponse | None,
+        held: bytearray,
+    ) -> Outcome:
+        """A translated answer one of whose events outgrew the cap."""
+        code = "event_too_large"
+        if translator.buffered:
+            answer = error_response(502, code, failure_message(code), "upstream_error")
+            return Outcome(
+                502,
+                code,
+                account,
+                model=proxied.model,
+                response=answer,
+                error_class="transport",
+            )
+        if response is None:
+            response = await self._start(request, upstream)
+        await _end_translated(
+            response, bytes(held) + translator.fail(code, failure_message(code))
+        )
+        return broken(code, account, proxied.model, response)
+
+    async def _shut_down(
+        self,
+        reader: SSEReader,
+        account: Account,
+        response: web.StreamResponse | None,
+        tail: bytes,
+        delivered: bool,
+        translator: StreamTranslator | None = None,
+    ) -> Outcome:
+        """End an answer that shutdown cancelled: ``server_shutdown``, said once.
+
+        The cancellation is taken back (the handler goes on to finish its
+        response); nothing marks the account.
+        """
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        if delivered:
+            return stream_outcome(reader, account, response, self.clock())
+        code = "server_shutdown"
+        if response is None:
+            return Outcome(503, code, account, response=shutdown_response())
+        if translator is None:
+            await end_with_failure(response, tail, code)
+        else:
+            await _end_translated(
+                response, translator.fail(code, failure_message(code))
+            )
+        return broken(code, account, None, response)
 
     async def _start(
         self, request: web.Request, upstream: aiohttp.ClientResponse
     ) -> web.StreamResponse:
         response = web.StreamResponse(
-            status=upstream.status, headers=self.headers_for(upstream)
+            status=upstream.status, headers=client_headers(upstream.headers)
         )
         try:
             await response.prepare(request)
@@ -243,104 +334,23 @@ class AnswerRelay:
             raise _ClientGone from exc
         return response
 
+    def _delivered(
+        self,
+        progress: Progress,
+        reader: SSEReader,
+        account: Account,
+        response: web.StreamResponse | None,
+    ) -> bool:
+        """True once the terminal event is written; noted in ``progress``."""
+        if reader.terminal is None:
+            return False
+        if progress.served is None:
+            progress.served = stream_outcome(reader, account, response, self.clock())
+        return True
+
 
 class _ClientGone(Exception):
     """The client hung up while the relay was writing to it."""
-
-
-def client_gone(
-    reader: SSEReader,
-    account: Account,
-    response: web.StreamResponse | None,
-    delivered: bool,
-) -> Outcome:
-    """The client hung up: served if the terminal event had been written."""
-    if delivered:
-        return stream_outcome(reader, account, response, None)
-    return Outcome(
-        499,
-        "client_disconnected",
-        account,
-        response=response or web.Response(status=499),
-    )
-
-
-def _delivered(
-    progress: Progress,
-    reader: SSEReader,
-    account: Account,
-    response: web.StreamResponse | None,
-) -> bool:
-    """True once the terminal event is written; noted in ``progress``."""
-    if reader.terminal is None:
-        return False
-    if progress.served is None:
-        progress.served = stream_outcome(reader, account, response, None)
-    return True
-
-
-def stream_outcome(
-    reader: SSEReader,
-    account: Account,
-    response: web.StreamResponse | None,
-    gone: str | None,
-) -> Outcome:
-    """How a relayed stream ended; ``gone`` is the code if the client left."""
-    terminal = reader.terminal
-    if terminal is None:
-        # The client left before the end: not served.
-        return Outcome(499, gone or "stream_incomplete", account, response=response)
-    # A client that leaves after the terminal event has been served.
-    data = terminal.data or {}
-    usage, model = usage_of(data.get("response") or data)
-    code = None
-    if terminal.name in ("response.failed", "error"):
-        error = (data.get("response") or {}).get("error") or data.get("error")
-        code = error_code(error) if isinstance(error, dict) else None
-        code = code or "response_failed"
-    return Outcome(200, code, account, usage, model, response)
-
-
-async def end_with_failure(
-    response: web.StreamResponse, tail: bytes, code: str
-) -> None:
-    """End a started stream with one clear ``response.failed`` event."""
-    event = encode_event(
-        "response.failed",
-        {
-            "type": "response.failed",
-            "response": {
-                "status": "failed",
-                "error": {"code": code, "message": _failure(code)},
-            },
-        },
-    )
-    separator = b"" if tail.endswith(b"\n\n") or not tail else b"\n\n"
-    try:
-        await response.write(separator + event)
-        await response.write_eof()
-    except (ConnectionError, aiohttp.ClientConnectionResetError):
-        pass
-
-
-_STREAM_FAILURES = {
-    "stream_incomplete": "the upstream stream ended without a terminal event",
-    "stream_idle_timeout": "the upstream stream went silent past the idle "
-    "timeout (CODEX_LB_STREAM_IDLE_TIMEOUT_SECONDS)",
-    "event_too_large": "an upstream event exceeded the size limit",
-}
-
-
-def _broken_code(exc: BaseException) -> str:
-    """The error code of a stream that broke with ``exc``."""
-    return (
-        "stream_idle_timeout" if isinstance(exc, TimeoutError) else "stream_incomplete"
-    )
-
-
-def _failure(code: str) -> str:
-    """The message of a stream that broke with ``code``."""
-    return _STREAM_FAILURES.get(code, code)
 
 
 async def _end_translated(response: web.StreamResponse, last: bytes) -> None:
@@ -366,26 +376,3 @@ def _json_or_none(body: bytes) -> Any:
         return json.loads(body)
     except ValueError:
         return None
-
-
-def usage_of(response: Any) -> tuple[Usage | None, str | None]:
-    """Usage and model from a Responses object (as in ``response.completed``)."""
-    if not isinstance(response, dict):
-        return None, None
-    model = response.get("model") if isinstance(response.get("model"), str) else None
-    raw = response.get("usage")
-    if not isinstance(raw, dict):
-        return None, model
-
-    def number(value: Any) -> int:
-        return int(value) if isinstance(value, (int, float)) else 0
-
-    input_details = raw.get("input_tokens_details") or {}
-    output_details = raw.get("output_tokens_details") or {}
-    usage = Usage(
-        input_tokens=number(raw.get("input_tokens")),
-        cached_input_tokens=number(input_details.get("cached_tokens")),
-        output_tokens=number(raw.get("output_tokens")),
-        reasoning_tokens=number(output_details.get("reasoning_tokens")),
-    )
-    return usage, model

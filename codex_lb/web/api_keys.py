@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from codex_lb.proxy.errors import error_response
+from codex_lb.errors import error_response
 from codex_lb.store import ApiKeyUsage, Store
 
 KEYS_STORE_KEY = web.AppKey("keys_store", Store)

@@ -1,12 +1,15 @@
 """Secrets never leave codex-lb (SPEC section 8, case C16); files are owner-only.
 
 codex-lb runs as ``python -m codex_lb`` at debug level in front of the
-emulator. Tokens marked ``LEAK`` are made to pass through every path that
-could print them: a refresh that returns them, a failed refresh whose body
-echoes the refresh token, an upstream 401 on a request sent with the leaked
-access token, a client call with an unknown client key, uploads and CLI
-imports of auth files that hold them. Afterwards ``LEAK`` must appear in no
-output, log, request-log row, response body, metric or file on disk.
+emulator, with an admin and a metrics token. Tokens marked ``LEAK`` are made
+to pass through every path that could print them: a refresh that returns
+them, a failed refresh whose body echoes refresh tokens, an upstream 401 on
+a request sent with the leaked access token, a client call with an unknown
+client key, the admin and metrics tokens on their routes, uploads and CLI
+imports of auth files that hold them. The access, refresh and id tokens are
+opaque (no ``at-``/``rt-``/``eyJ`` prefix a pattern could know them by), as
+SPEC section 8 allows. Afterwards ``LEAK`` must appear in no output, log,
+request-log row, response body, metric or file on disk.
 """
 
 from __future__ import annotations
@@ -33,11 +36,17 @@ from tests.process.conftest import (
 )
 
 MARK = "LEAK"
-ACCESS = "at-LEAK-1"
-REFRESH = "rt-LEAK-2"
-ID_TOKEN = "eyJ.LEAK.x"
+# Opaque: nothing in their shape says they are tokens.
+ACCESS = "Zq81LEAKaccess0pq"
+REFRESH = "Vn27LEAKrefresh4k"
+ID_TOKEN = "Hx55LEAKidtoken9w"
+# A refresh token codex-lb never held, echoed by the token endpoint.
 ECHOED_REFRESH = "rt-LEAK-3"
 CLIENT_KEY = "sk-clb-LEAK-4"
+ADMIN_TOKEN = "Ad93LEAKadmin7tok"
+METRICS_TOKEN = "Mt41LEAKmetrics2x"
+# The prefixed shapes a pattern knows, on the paths that do not store them.
+PREFIXED_ACCESS = "at-LEAK-1"
 
 
 @pytest.fixture
@@ -99,8 +108,12 @@ async def _leak_everything(x: Exchange, workdir: Path) -> None:
     # 0. A plain success, so the request log has one of each.
     await x.call("POST", CODEX, json=CODEX_BODY)
     # 1. A client error passes back to the client, but not a token it quotes.
-    quoted = f"bad header Authorization: Bearer {ACCESS}"
+    quoted = f"bad header Authorization: Bearer {PREFIXED_ACCESS}"
     await fault(status(400, {"error": {"message": quoted, "code": "invalid_value"}}))
+    await x.call("POST", CODEX, json=CODEX_BODY)
+    #    The same, quoting secrets with no telltale shape that codex-lb holds.
+    echoed = f"unexpected headers: {ADMIN_TOKEN}, {METRICS_TOKEN}."
+    await fault(status(400, {"error": {"message": echoed, "code": "invalid_value"}}))
     await x.call("POST", CODEX, json=CODEX_BODY)
     # 2. An upstream 401 that quotes a token; the refresh it causes returns
     #    the leaked tokens, and the retry sent with them gets a 401 too.
@@ -114,10 +127,11 @@ async def _leak_everything(x: Exchange, workdir: Path) -> None:
     await fault(status(200, leaked), route="token")
     await x.call("POST", CODEX, json=CODEX_BODY)
     # 3. The next refresh (of the leaked refresh token) fails for good and
-    #    its body echoes a refresh token.
+    #    its body echoes refresh tokens: the one sent and an unknown one.
     refused = {
         "error": "invalid_grant",
-        "error_description": f"refresh token {ECHOED_REFRESH} already used",
+        "error_description": f"refresh token {REFRESH} (after {ECHOED_REFRESH}) "
+        "already used",
     }
     await fault(status(400, refused), route="token")
     await x.call("POST", CODEX, json=CODEX_BODY)
@@ -129,10 +143,21 @@ async def _leak_everything(x: Exchange, workdir: Path) -> None:
     await x.call("GET", "/v1/models", headers=bearer)
     await x.call("GET", "/api/accounts", headers=bearer)
     await x.call("GET", "/metrics", headers=bearer)
-    # 5. Auth files holding the leaked tokens, uploaded and bad.
+    # 5. The admin and metrics tokens, right and wrong, on their routes.
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    await x.call("GET", "/api/accounts", headers=admin)
+    await x.call(
+        "GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    await x.call("GET", "/metrics", headers=admin)
+    await x.call(
+        "GET", "/api/accounts", headers={"Authorization": "Bearer x" + ADMIN_TOKEN}
+    )
+    # 6. Auth files holding the leaked tokens, uploaded and bad.
     auth = json.loads(_auth_file(workdir / "upload").read_text())
-    await x.call("POST", "/api/accounts/import", json=auth)
-    # 6. Everything an operator can read back.
+    await x.call("POST", "/api/accounts/import", json=auth, headers=admin)
+    # 7. Everything an operator can read back.
+    metrics = {"Authorization": f"Bearer {METRICS_TOKEN}"}
     for path in (
         "/api/accounts",
         "/api/dashboard",
@@ -143,7 +168,7 @@ async def _leak_everything(x: Exchange, workdir: Path) -> None:
         "/metrics",
         "/dashboard",
     ):
-        await x.call("GET", path)
+        await x.call("GET", path, headers=metrics if path == "/metrics" else admin)
 
 
 def _cli(lb: Running, *argv: str) -> str:
@@ -168,7 +193,12 @@ class TestNoSecretAnywhere:
     ) -> None:
         """C16: no LEAK in output, logs, rows, bodies, metrics or files;
         status and error codes are still logged."""
-        lb = one_account.start(CODEX_LB_LOG_LEVEL="debug", CODEX_LB_MAX_ATTEMPTS="1")
+        lb = one_account.start(
+            CODEX_LB_LOG_LEVEL="debug",
+            CODEX_LB_MAX_ATTEMPTS="1",
+            CODEX_LB_ADMIN_TOKEN=ADMIN_TOKEN,
+            CODEX_LB_METRICS_TOKEN=METRICS_TOKEN,
+        )
         async with aiohttp.ClientSession() as session:
             x = Exchange(session, lb, one_account.emulator_base)
             await _leak_everything(x, tmp_path)
@@ -190,12 +220,17 @@ class TestNoSecretAnywhere:
         assert {"token_refreshed", "token_refresh_failed"} <= events, events
         assert ("/v1/models", 401) in x.statuses
         assert (CODEX, 401) in x.statuses
+        assert x.statuses.count(("/metrics", 200)) == 2
+        assert ("/api/accounts", 200) in x.statuses
+        # The 401 whose refreshed token is refused again, then the refresh
+        # refused for good: the client is never handed the upstream's 401.
         codes = [(r["status_code"], r["error_code"]) for r in rows]
         assert codes == [
             (200, None),
             (400, "invalid_value"),
-            (401, "invalid_token"),
-            (401, "invalid_grant"),
+            (400, "invalid_value"),
+            (502, "upstream_unavailable"),
+            (503, "no_accounts"),
             (503, "no_accounts"),
         ]
         failed = [line for line in lines if line["event"] == "token_refresh_failed"]
@@ -205,18 +240,21 @@ class TestNoSecretAnywhere:
 
     def test_standard_library_log_lines_are_redacted(self, tmp_path: Path) -> None:
         """aiohttp's and asyncio's loggers, warnings and uncaught exceptions
-        go through the same redaction as codex-lb's own lines."""
+        go through the same redaction as codex-lb's own lines, the secrets
+        codex-lb knows by value included."""
         script = f"""
 import asyncio, logging, warnings
 from codex_lb.config import LogFormat, LogLevel
-from codex_lb.logs import configure_logging
+from codex_lb.logs import configure_logging, remember_secret
 configure_logging(LogFormat.JSON, LogLevel.DEBUG)
+for secret in ("{REFRESH}", "{ACCESS}", "{ID_TOKEN}"):
+    remember_secret(secret)
 try:
     raise ValueError("refresh with {REFRESH} failed")
 except ValueError:
     logging.getLogger("aiohttp.server").exception("Error handling %s", "{ACCESS}")
 logging.getLogger("asyncio").error("Authorization: Bearer {CLIENT_KEY}")
-warnings.warn("id token {ID_TOKEN}")
+warnings.warn("id token {ID_TOKEN}.")
 raise RuntimeError("{ECHOED_REFRESH}")
 """
         done = subprocess.run(

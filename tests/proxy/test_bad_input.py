@@ -126,6 +126,27 @@ class TestMalformedBodies:
         await assert_refused(response, 400, "invalid_request_error")
         await assert_unharmed(lb)
 
+    @pytest.mark.parametrize("route", BODY_ROUTES)
+    @pytest.mark.parametrize(
+        "data",
+        [
+            b'{"model": "gpt-5", "n": ' + b"1" * 5000 + b"}",
+            b'{"model": "gpt-5", "input": [{"x": -' + b"9" * 4301 + b"}]}",
+        ],
+        ids=["top-level", "nested-negative"],
+    )
+    async def test_integer_past_the_digit_limit_is_400(
+        self, lb: LB, route: str, data: bytes
+    ) -> None:
+        """An integer longer than Python converts (4300 digits) is a 400."""
+        response = await lb.client.post(
+            route, data=data, headers={"Content-Type": "application/json"}
+        )
+
+        body = await assert_refused(response, 400, "invalid_request_error")
+        assert "4300 digits" in body["error"]["message"]
+        await assert_unharmed(lb)
+
 
 class TestWrongFields:
     @pytest.mark.parametrize("route", BODY_ROUTES)
@@ -314,7 +335,7 @@ class TestHeaders:
         writer.write(
             b"POST "
             + CODEX.encode()
-            + b" HTTP/1.1\r\nHost: x\r\n"
+            + b" HTTP/1.1\r\nHost: localhost\r\n"
             + header
             + b"Content-Type: application/json\r\n"
             + b"Content-Length: %d\r\n\r\n" % len(body)

@@ -137,10 +137,16 @@ class TestUpstreamFaults:
             "upstream_unavailable",
             2,
         )
-        retries = lb.recorder.of("retry")
-        assert [(r.error_class, r.error_code) for r in retries] == [
-            ("transport", "connection_refused")
-        ] * 2
+        # Two accounts tried is one move from the first to the second: one
+        # retry (SPEC section 6), none for the last account, which had no
+        # other to leave for.
+        (retry,) = lb.recorder.of("retry")
+        first = lb.recorder.of("attempt_started")[0].account_id
+        assert (retry.error_class, retry.error_code, retry.account_id) == (
+            "transport",
+            "connection_refused",
+            first,
+        )
         assert all(a.status == "active" for a in lb.pool.accounts)
 
     async def test_reset_before_any_byte_fails_over_invisibly(self, lb: LB) -> None:
@@ -455,7 +461,7 @@ class TestSlowClient:
 
         reader, writer = await asyncio.open_connection("127.0.0.1", lb.client.port)
         writer.write(
-            b"POST %s HTTP/1.1\r\nHost: lb\r\nContent-Type: application/json\r\n"
+            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (CODEX.encode(), len(body), body)
         )
         await writer.drain()
@@ -617,8 +623,10 @@ class TestTokenEndpointDown:
         )
 
     async def test_refresh_failing_after_a_401_is_a_clear_error(self, lb: LB) -> None:
-        """A 401 whose refresh fails for now: the account is not marked for
-        re-login, keeps its refresh token, and works once the endpoint is back."""
+        """A 401 whose refresh fails for now: the client gets a 502 it retries,
+        never the upstream's 401 (a Codex CLI reads a 401 as its own login
+        failing); the account is not marked for re-login, keeps its refresh
+        token, and works once the endpoint is back."""
         await only(lb, "a@example.com")
         a = lb.pool.get(lb.ids["a@example.com"])
         assert a is not None
@@ -631,9 +639,16 @@ class TestTokenEndpointDown:
         response = await lb.client.post(CODEX, json=turn())
         body = await response.json()
 
-        assert response.status == 401
-        assert "error" in body
+        assert response.status == 502
+        assert body["error"]["code"] == "upstream_unavailable"
+        assert "token endpoint" in body["error"]["message"]
         assert (a.status, a.tokens.refresh_token) == ("active", before)
+        (row,) = await lb.request_logs()
+        assert (row.status_code, row.error_code, row.attempts) == (
+            502,
+            "upstream_unavailable",
+            1,
+        )
 
         # The failed refresh is not retried for a short back-off.
         lb.emulator.clock.advance(RETRY_AFTER_FAILURE_SECONDS)
@@ -641,3 +656,82 @@ class TestTokenEndpointDown:
         events = events_of(await response.read())
         assert events[-1]["type"] == "response.completed"
         assert a.tokens.refresh_token != before
+
+    async def test_refresh_failing_for_good_after_a_401_moves_on(self, lb: LB) -> None:
+        """A 401 whose refresh fails for good: the account needs a new login and
+        the request moves to the next account, as if it had never been tried."""
+        await prefer(lb, "a@example.com")
+        lb.emulator.revoke_access_token("a@example.com")
+        lb.emulator.add_fault(
+            "a@example.com",
+            Fault.status(400, {"error": "invalid_grant"}),
+            "token",
+        )
+
+        response = await lb.client.post(CODEX, json=turn())
+        events = events_of(await response.read())
+
+        assert response.status == 200
+        assert events[-1]["type"] == "response.completed"
+        a = lb.pool.get(lb.ids["a@example.com"])
+        assert a is not None and a.status == "reauth_required"
+        (row,) = await lb.request_logs()
+        assert (row.status, row.attempts, row.account_id) == (
+            "success",
+            2,
+            lb.ids["b@example.com"],
+        )
+        (retry,) = lb.recorder.of("retry")
+        assert (retry.account_id, retry.error_class, retry.error_code) == (
+            a.id,
+            "auth",
+            "invalid_grant",
+        )
+        (mark,) = lb.recorder.of("account_marked")
+        assert (mark.account_id, mark.event, mark.code) == (
+            a.id,
+            "permanent_failure",
+            "invalid_grant",
+        )
+
+    async def test_token_endpoint_down_for_every_account_is_502(self, lb: LB) -> None:
+        """Every account's token expired and the endpoint down: a temporary 502
+        naming the token endpoint, not a 503 telling the user to add one."""
+        lb.emulator.clock.advance(11 * 24 * 3600)
+        for email in ("a@example.com", "b@example.com"):
+            lb.emulator.add_fault(
+                email, Fault.status(503, {"error": "unavailable"}), "token"
+            )
+
+        response = await lb.client.post(CODEX, json=turn())
+        body = await response.json()
+
+        assert response.status == 502
+        assert body["error"]["code"] == "upstream_unavailable"
+        assert "token endpoint" in body["error"]["message"]
+        assert "(unavailable)" in body["error"]["message"]
+        assert "accounts import" not in body["error"]["message"]
+        (row,) = await lb.request_logs()
+        assert (row.status_code, row.error_code, row.attempts) == (
+            502,
+            "upstream_unavailable",
+            0,
+        )
+        assert all(a.status == "active" for a in lb.pool.accounts)
+        assert not any(r.path.endswith("/responses") for r in lb.emulator.requests)
+
+    async def test_every_account_needing_a_login_says_so(self, lb: LB) -> None:
+        """The 503 no_accounts names what to do about the pool as it is."""
+        lb.emulator.clock.advance(11 * 24 * 3600)
+        for email in ("a@example.com", "b@example.com"):
+            lb.emulator.add_fault(
+                email, Fault.status(400, {"error": "invalid_grant"}), "token"
+            )
+
+        response = await lb.client.post(CODEX, json=turn())
+        body = await response.json()
+
+        assert response.status == 503
+        assert body["error"]["code"] == "no_accounts"
+        assert "codex-lb login" in body["error"]["message"]
+        assert all(a.status == "reauth_required" for a in lb.pool.accounts)

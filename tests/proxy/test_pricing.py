@@ -30,7 +30,6 @@ class TestPriceTable:
             ("gpt-5", 1.25),
             ("gpt-5.6-sol", 5.00),
             ("gpt-5.6-sol-2026-07-01", 5.00),
-            ("gpt-5.9-nova", 1.25),
         ],
     )
     def test_most_specific_price_wins(
@@ -38,6 +37,64 @@ class TestPriceTable:
     ) -> None:
         """C05: exact beats prefix, longer prefix beats shorter."""
         assert c05_table.cost(model, MILLION_INPUT) == pytest.approx(cost)
+
+    def test_a_new_version_is_not_priced_as_an_old_one(
+        self, c05_table: PriceTable
+    ) -> None:
+        """C05: gpt-5.9-nova is unpriced with exactly the case's table, its
+        ``gpt-5*`` alias included: it continues the version number, so it is
+        a new model, not a variant of gpt-5."""
+        assert c05_table.match("gpt-5.9-nova") is None
+        assert c05_table.cost("gpt-5.9-nova", MILLION_INPUT) is None
+        assert c05_table.label("gpt-5.9-nova") == "other"
+
+    @pytest.mark.parametrize(
+        ("model", "entry"),
+        [
+            ("gpt-5-codex", "gpt-5*"),
+            ("gpt-5-2025-08-07", "gpt-5*"),
+            ("gpt-5_preview", "gpt-5*"),
+            ("gpt-5:beta", "gpt-5*"),
+            ("gpt-5@2025", "gpt-5*"),
+            ("gpt-5/eu", "gpt-5*"),
+            ("gpt-50", None),
+            ("gpt-5o", None),
+            ("gpt-5.1", None),
+            ("gpt-5.6-solar", None),
+            ("gpt-5.6-sol.2", None),
+            ("gpt-5.6-sol-mini", "gpt-5.6-sol*"),
+            ("gpt", None),
+        ],
+    )
+    def test_a_prefix_matches_at_a_separator_only(
+        self, c05_table: PriceTable, model: str, entry: str | None
+    ) -> None:
+        """The prefix rule: equal, or going on at - _ : / @; never going on
+        inside a version number or a word."""
+        matched = c05_table.match(model)
+
+        assert (matched[0] if matched else None) == (
+            entry if model not in ("gpt-5", "gpt-5.6-sol") else model
+        )
+
+    def test_a_prefix_ending_in_a_separator_matches_anything_after(self) -> None:
+        """``house-*`` takes any name after ``house-``; ``*`` takes every name."""
+        table = PriceTable({"house-*": Price(1, 1, 1)})
+        everything = PriceTable({"*": Price(2, 2, 2)})
+
+        assert table.match("house-large.2") == ("house-*", Price(1, 1, 1))
+        assert table.match("house") is None
+        assert everything.match("anything.at/all") == ("*", Price(2, 2, 2))
+
+    def test_the_builtin_table_prices_every_model_it_lists(self) -> None:
+        """Each built-in name is priced by its own entry, not a neighbour's."""
+        table = PriceTable.builtin()
+
+        for name in table.names:
+            if name.endswith("*"):
+                continue
+            matched = table.match(name)
+            assert matched is not None and matched[0] == name, name
 
     def test_unmatched_model_is_unpriced(self) -> None:
         """C05: with no prefix alias, gpt-5.9-nova has no price, not a guess."""

@@ -7,8 +7,10 @@ import json
 import zlib
 from typing import Any
 
+import pytest
 import zstandard
 
+from codex_lb.proxy.routes import RELAY_KEY
 from codex_lb.sim import Fault
 from tests.conftest import LB
 
@@ -88,6 +90,19 @@ def done(i: int, c: int, o: int, r: int) -> bytes:
     return b"event: response.completed\ndata: " + json.dumps(data).encode() + b"\n\n"
 
 
+# A small event cap for tests of the cap (the default is 256 MiB).
+CAP = 1024 * 1024
+
+
+def huge_created(size: int) -> bytes:
+    """A response.created event whose instructions are ``size`` bytes long."""
+    data = {
+        "type": "response.created",
+        "response": {"id": "resp_1", "instructions": "x" * size},
+    }
+    return b"event: response.created\ndata: " + json.dumps(data).encode() + b"\n\n"
+
+
 async def only(lb: LB, email: str) -> None:
     """Pause every account but ``email``'s, so faults land where queued."""
     for account in lb.pool.accounts:
@@ -159,21 +174,10 @@ class TestStreaming:
         assert rows[0].cost_usd is not None
         assert abs(rows[0].cost_usd - (300 * 1.25 + 2 * 10.0) / 1e6) < 1e-12
 
-    async def test_huge_event_line(self, lb: LB) -> None:
-        """C01: a 3 MiB event line is relayed whole and its usage recorded."""
-        big = json.dumps(
-            {
-                "type": "response.created",
-                "response": {"id": "resp_1", "instructions": "x" * (3 * 1024 * 1024)},
-            }
-        ).encode()
-        stream = (
-            b"event: response.created\ndata: "
-            + big
-            + b"\n\n"
-            + delta("ok")
-            + done(5000, 0, 3, 0)
-        )
+    @pytest.mark.parametrize("mib", [1, 3])
+    async def test_huge_event_line(self, lb: LB, mib: int) -> None:
+        """C01: a 1 MiB and a 3 MiB event line are relayed whole, usage kept."""
+        stream = huge_created(mib * 1024 * 1024) + delta("ok") + done(5000, 0, 3, 0)
         chunks = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
         await only(lb, "a@example.com")
         lb.emulator.add_fault("a@example.com", Fault.raw(chunks))
@@ -182,7 +186,104 @@ class TestStreaming:
 
         assert await response.read() == stream
         (row,) = await lb.request_logs()
-        assert (row.status, row.input_tokens, row.output_tokens) == ("success", 5000, 3)
+        assert (row.status, row.error_code, row.input_tokens, row.output_tokens) == (
+            "success",
+            None,
+            5000,
+            3,
+        )
+        assert lb.recorder.of("account_marked") == []
+
+    async def test_event_past_the_cap_before_content_is_one_failure(
+        self, make_lb: Any, emulator: Any
+    ) -> None:
+        """An opening event past CODEX_LB_MAX_EVENT_BYTES while it is held back:
+        the client gets one response.failed event_too_large, the relay stops
+        reading (it does not hold the rest), and no other account is tried."""
+        lb = await make_lb(emulator, CODEX_LB_MAX_EVENT_BYTES=str(CAP))
+        await prefer(lb, "a@example.com")
+        stream = huge_created(3 * CAP) + delta("ok") + done(5, 0, 1, 0)
+        chunks = [stream[i : i + 4096] for i in range(0, len(stream), 4096)]
+        lb.emulator.add_fault("a@example.com", Fault.raw(chunks))
+
+        response = await lb.client.post(CODEX, json=turn())
+        raw = await response.read()
+
+        assert response.status == 200
+        (event,) = events_of(raw)
+        assert event["type"] == "response.failed"
+        assert event["response"]["error"]["code"] == "event_too_large"
+        (row,) = await lb.request_logs()
+        assert (row.status, row.error_code, row.attempts, row.account_id) == (
+            "error",
+            "event_too_large",
+            1,
+            lb.ids["a@example.com"],
+        )
+        assert responses_to(lb, "b@example.com") == 0
+        marks = lb.recorder.of("account_marked")
+        assert [(m.event, m.code) for m in marks] == [("error", "event_too_large")]
+
+    async def test_event_past_the_cap_mid_stream_ends_it(
+        self, make_lb: Any, emulator: Any
+    ) -> None:
+        """Past the cap after content: the bytes so far, then one failure."""
+        lb = await make_lb(emulator, CODEX_LB_MAX_EVENT_BYTES=str(CAP))
+        await only(lb, "a@example.com")
+        head = CREATED + delta("ok")
+        stream = head + delta("y" * 3 * CAP) + done(5, 0, 1, 0)
+        chunks = [head] + [
+            stream[i : i + 4096] for i in range(len(head), len(stream), 4096)
+        ]
+        lb.emulator.add_fault("a@example.com", Fault.raw(chunks))
+
+        response = await lb.client.post(CODEX, json=turn())
+        raw = await response.read()
+
+        assert raw.startswith(head)
+        failures = [e for e in events_of(raw[len(head) :].split(b"\n\n", 1)[1])]
+        assert [e["type"] for e in failures] == ["response.failed"]
+        assert failures[0]["response"]["error"]["code"] == "event_too_large"
+        assert b"response.completed" not in raw
+        (row,) = await lb.request_logs()
+        assert (row.status, row.error_code) == ("error", "event_too_large")
+
+    @pytest.mark.parametrize(
+        ("path", "body"),
+        [
+            (
+                "/v1/chat/completions",
+                {"stream": True, "messages": [{"role": "user", "content": "hi"}]},
+            ),
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}),
+            ("/v1/responses", {"input": "hi"}),
+        ],
+        ids=["chat-stream", "chat", "responses"],
+    )
+    async def test_event_past_the_cap_in_a_translated_answer(
+        self, make_lb: Any, emulator: Any, path: str, body: dict[str, Any]
+    ) -> None:
+        """Translated answers end the same way: a streamed one with one error
+        chunk, a buffered one with a 502 event_too_large; never a failover."""
+        lb = await make_lb(emulator, CODEX_LB_MAX_EVENT_BYTES=str(CAP))
+        await prefer(lb, "a@example.com")
+        stream = huge_created(3 * CAP) + delta("ok") + done(5, 0, 1, 0)
+        chunks = [stream[i : i + 4096] for i in range(0, len(stream), 4096)]
+        lb.emulator.add_fault("a@example.com", Fault.raw(chunks))
+
+        response = await lb.client.post(path, json={"model": "gpt-5", **body})
+        raw = await response.read()
+
+        if body.get("stream"):
+            assert response.status == 200
+            errors = [e for e in events_of(raw) if "error" in e]
+            assert [e["error"]["code"] for e in errors] == ["event_too_large"]
+        else:
+            assert response.status == 502
+            assert json.loads(raw)["error"]["code"] == "event_too_large"
+        (row,) = await lb.request_logs()
+        assert (row.error_code, row.attempts) == ("event_too_large", 1)
+        assert responses_to(lb, "b@example.com") == 0
 
     async def test_cut_mid_stream_ends_with_one_failed_event(self, lb: LB) -> None:
         """C03: a stream cut after bytes were sent ends with stream_incomplete."""
@@ -221,15 +322,33 @@ class TestStreaming:
     async def test_silence_past_idle_timeout(self, make_lb: Any, emulator: Any) -> None:
         """C03 variant: an upstream gone silent ends with stream_idle_timeout."""
         lb = await make_lb(emulator, CODEX_LB_STREAM_IDLE_TIMEOUT_SECONDS="0.5")
-        await only(lb, "a@example.com")
+        await prefer(lb, "a@example.com")
         emulator.add_fault("a@example.com", Fault.stall(after_events=3, seconds=3))
 
         response = await lb.client.post(CODEX, json=turn())
         events = events_of(await response.read())
 
+        assert response.status == 200
+        types = [e["type"] for e in events]
+        assert types.count("response.failed") == 1
+        assert "response.completed" not in types
         assert events[-1]["response"]["error"]["code"] == "stream_idle_timeout"
         (row,) = await lb.request_logs()
-        assert row.error_code == "stream_idle_timeout"
+        assert (row.status, row.error_code, row.attempts, row.account_id) == (
+            "error",
+            "stream_idle_timeout",
+            1,
+            lb.ids["a@example.com"],
+        )
+        # Bytes were sent: the other account is never tried.
+        assert responses_to(lb, "b@example.com") == 0
+        assert lb.recorder.of("retry") == []
+        # An error mark on the account, and nothing else: no bench.
+        marks = lb.recorder.of("account_marked")
+        assert [(m.account_id, m.event, m.code) for m in marks] == [
+            (lb.ids["a@example.com"], "error", "stream_idle_timeout")
+        ]
+        assert all(a.status == "active" for a in lb.pool.accounts)
 
     async def test_cut_before_content_fails_over_invisibly(self, lb: LB) -> None:
         """A stream cut after only the opening events moves to the next account."""
@@ -294,20 +413,46 @@ class TestFailover:
         assert response.status == 502
         body = await response.json()
         assert body["error"]["code"] == "upstream_error"
-        assert [r.error_class for r in lb.recorder.of("retry")] == ["upstream"] * 2
+        # Two accounts tried, one move between them: one retry.
+        assert [r.error_class for r in lb.recorder.of("retry")] == ["upstream"]
 
     async def test_server_error_then_success(self, lb: LB) -> None:
-        """One 500 then a good account: the client sees only the good stream."""
-        for email in ("a@example.com", "b@example.com"):
-            lb.emulator.add_fault(email, Fault.status(503, {}))
-        lb.emulator.requests.clear()
-        # Only the first account tried fails; remove the other's fault.
-        response = await lb.client.post(CODEX, json=turn())
-        assert response.status == 502
+        """One 503 then a good account: the client sees only the good stream."""
+        await prefer(lb, "a@example.com")
+        lb.emulator.add_fault(
+            "a@example.com", Fault.status(503, {"error": {"message": "down"}})
+        )
 
         response = await lb.client.post(CODEX, json=turn())
-        events = events_of(await response.read())
+        raw = await response.read()
+
+        assert response.status == 200
+        events = events_of(raw)
+        assert [e["type"] for e in events].count("response.created") == 1
         assert events[-1]["type"] == "response.completed"
+        assert b"down" not in raw
+        assert "Hello from b@example.com" in raw.decode()
+        (row,) = await lb.request_logs()
+        assert (row.status, row.attempts, row.account_id) == (
+            "success",
+            2,
+            lb.ids["b@example.com"],
+        )
+        assert (
+            responses_to(lb, "a@example.com"),
+            responses_to(lb, "b@example.com"),
+        ) == (
+            1,
+            1,
+        )
+        (retry,) = lb.recorder.of("retry")
+        assert (retry.account_id, retry.error_class, retry.error_code) == (
+            lb.ids["a@example.com"],
+            "upstream",
+            "http_503",
+        )
+        (mark,) = lb.recorder.of("account_marked")
+        assert (mark.account_id, mark.event) == (lb.ids["a@example.com"], "error")
 
     async def test_compressed_429_is_read_and_benches(self, lb: LB) -> None:
         """C04: a gzip 429 body is decoded; what the client gets is coherent."""
@@ -339,6 +484,51 @@ class TestFailover:
         a = lb.pool.get(lb.ids["a@example.com"])
         assert a is not None and a.status == "rate_limited"
         assert a.status_until is not None and abs(a.status_until - (now + 60)) < 2
+
+    async def test_compressed_client_error_is_passed_back_coherent(
+        self, lb: LB
+    ) -> None:
+        """C04 for a passed-back 4xx: a gzip 400 reaches the client decoded,
+        with no stale Content-Encoding and a Content-Length that fits."""
+        error = {"error": {"type": "invalid_request_error", "code": "bad_thing"}}
+        await only(lb, "a@example.com")
+        lb.emulator.add_fault("a@example.com", Fault.status(400, error, gzip=True))
+
+        response = await lb.client.post(
+            CODEX, json=turn(), headers={"Accept-Encoding": "identity"}
+        )
+        raw = await response.read()
+
+        assert response.status == 400
+        assert "Content-Encoding" not in response.headers
+        assert int(response.headers["Content-Length"]) == len(raw)
+        assert json.loads(raw) == error
+
+    async def test_compressed_compact_answer_is_coherent(self, lb: LB) -> None:
+        """C04 for a JSON answer: a gzip compact answer reaches the client
+        decoded, headers matching the body, and its usage is recorded."""
+        answer = {
+            "output": [{"type": "compaction", "encrypted_content": "x" * 500}],
+            "usage": {"input_tokens": 700, "output_tokens": 40},
+        }
+        await only(lb, "a@example.com")
+        lb.emulator.add_fault(
+            "a@example.com", Fault.status(200, answer, gzip=True), "compact"
+        )
+
+        response = await lb.client.post(
+            "/backend-api/codex/responses/compact",
+            json=turn(stream=False),
+            headers={"Accept-Encoding": "identity"},
+        )
+        raw = await response.read()
+
+        assert response.status == 200
+        assert "Content-Encoding" not in response.headers
+        assert int(response.headers["Content-Length"]) == len(raw)
+        assert json.loads(raw) == answer
+        (row,) = await lb.request_logs()
+        assert (row.status, row.input_tokens, row.output_tokens) == ("success", 700, 40)
 
     async def test_whole_pool_limited_gives_earliest_reset(self, lb: LB) -> None:
         """C11: every account limited: 429 with the earliest resets_at."""
@@ -509,6 +699,28 @@ class TestEvents:
         assert finished.attempts == 1
         (selected,) = lb.recorder.of("account_selected")
         assert (selected.pool, selected.outcome) == ("full", "selected")
+
+    async def test_every_header_reading_is_published(self, lb: LB) -> None:
+        """Issue 4: each reading is published, the same one twice included, so
+        a snapshot's age stays true with polling off; the store keeps one."""
+        await only(lb, "a@example.com")
+        a = lb.ids["a@example.com"]
+        stream = CREATED + delta("hi") + done(10, 0, 1, 0)
+        for _ in range(3):
+            # A raw answer is not charged: its headers repeat the same windows.
+            lb.emulator.add_fault("a@example.com", Fault.raw([stream]))
+            response = await lb.client.post(CODEX, json=turn())
+            await response.read()
+        await lb.app[RELAY_KEY].close()
+
+        snapshots = [
+            s for s in lb.recorder.of("quota_snapshot") if s.account.account_id == a
+        ]
+        assert [s.source for s in snapshots] == ["headers"] * 3
+        assert len({(s.primary, s.secondary) for s in snapshots}) == 1
+        observed = [s.observed_at for s in snapshots]
+        assert observed == sorted(observed)
+        assert len(await lb.store.quota_history(a)) == 1
 
     async def test_unknown_model_is_unpriced(self, lb: LB) -> None:
         """A success on an unpriced model fires unpriced_success."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -13,6 +14,14 @@ from tests.conftest import LB
 from tests.proxy.test_relay import events_of, prefer
 
 V1 = "/v1/responses"
+SERVER_FAILED = (
+    b"event: response.created\n"
+    b'data: {"type":"response.created","response":{"id":"r"}}\n\n'
+    b"event: response.failed\n"
+    b'data: {"type":"response.failed","response":{"id":"r",'
+    b'"status":"failed","error":{"code":"server_error",'
+    b'"message":"boom"}}}\n\n'
+)
 
 
 class TestUpstreamBody:
@@ -136,31 +145,77 @@ class TestResponsesRoute:
         )
         assert lb.emulator.requests == []
 
-    async def test_failed_response_is_an_http_error(self, lb: LB) -> None:
-        """A stream ending in response.failed becomes a 502 with its code."""
+    async def test_server_failure_in_a_buffered_answer_moves_on(self, lb: LB) -> None:
+        """A non-streaming answer whose stream ends in a server error was never
+        sent: the request moves to the next account, the first is marked."""
         await prefer(lb, "a@example.com")
-        failed = (
-            b"event: response.created\n"
-            b'data: {"type":"response.created","response":{"id":"r"}}\n\n'
-            b"event: response.failed\n"
-            b'data: {"type":"response.failed","response":{"id":"r",'
-            b'"status":"failed","error":{"code":"server_error",'
-            b'"message":"boom"}}}\n\n'
+        lb.emulator.add_fault("a@example.com", Fault.raw([SERVER_FAILED]))
+
+        response = await lb.client.post(V1, json={"model": "gpt-5", "input": "hi"})
+        body: dict[str, Any] = await response.json()
+
+        assert response.status == 200
+        assert body["status"] == "completed"
+        assert "Hello from b@example.com" in json.dumps(body["output"])
+        [row] = await lb.request_logs()
+        assert (row.status, row.attempts, row.account_id) == (
+            "success",
+            2,
+            lb.ids["b@example.com"],
         )
-        lb.emulator.add_fault("a@example.com", Fault.raw([failed]))
+        (retry,) = lb.recorder.of("retry")
+        assert (retry.account_id, retry.error_class, retry.error_code) == (
+            lb.ids["a@example.com"],
+            "upstream",
+            "server_error",
+        )
+        (mark,) = lb.recorder.of("account_marked")
+        assert (mark.account_id, mark.event, mark.code) == (
+            lb.ids["a@example.com"],
+            "error",
+            "server_error",
+        )
+
+    async def test_server_failure_on_every_account_is_502(self, lb: LB) -> None:
+        """With every account failing so, the client gets 502 upstream_error."""
+        for email in ("a@example.com", "b@example.com"):
+            lb.emulator.add_fault(email, Fault.raw([SERVER_FAILED]))
 
         response = await lb.client.post(V1, json={"model": "gpt-5", "input": "hi"})
         body: dict[str, Any] = await response.json()
 
         assert response.status == 502
-        assert body["error"]["code"] == "server_error"
-        assert body["error"]["message"] == "boom"
+        assert body["error"]["code"] == "upstream_error"
+        assert "server_error" in body["error"]["message"]
         [row] = await lb.request_logs()
-        assert (row.status, row.status_code, row.error_code) == (
+        assert (row.status, row.status_code, row.error_code, row.attempts) == (
             "error",
             502,
-            "server_error",
+            "upstream_error",
+            2,
         )
+
+    async def test_client_failure_in_a_buffered_answer_is_400(self, lb: LB) -> None:
+        """A stream failing for the request's own fault is the client's 400,
+        with its code, on the first account, which is not marked."""
+        await prefer(lb, "a@example.com")
+        failed = SERVER_FAILED.replace(b"server_error", b"context_length_exceeded")
+        lb.emulator.add_fault("a@example.com", Fault.raw([failed]))
+
+        response = await lb.client.post(V1, json={"model": "gpt-5", "input": "hi"})
+        body: dict[str, Any] = await response.json()
+
+        assert response.status == 400
+        assert body["error"]["code"] == "context_length_exceeded"
+        assert body["error"]["message"] == "boom"
+        [row] = await lb.request_logs()
+        assert (row.status_code, row.error_code, row.account_id) == (
+            400,
+            "context_length_exceeded",
+            lb.ids["a@example.com"],
+        )
+        assert lb.recorder.of("retry") == []
+        assert lb.recorder.of("account_marked") == []
 
     async def test_streaming_is_relayed_byte_for_byte(self, lb: LB) -> None:
         """A streaming /v1/responses passes the upstream's events through."""

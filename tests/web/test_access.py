@@ -7,6 +7,8 @@ server itself still binds 127.0.0.1 only.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from codex_lb.app import KEYS_KEY, SERVER_OPTIONS, create_app
+from codex_lb.clientkeys import create_key
 from codex_lb.config import load_settings
 from codex_lb.events import EventBus
-from codex_lb.proxy.keys import create_key
 from codex_lb.sim import Emulator
-from codex_lb.store import open_store
+from codex_lb.store import QuotaReading, open_store
 from tests.conftest import LB, EventRecorder, import_accounts, settings_env
 
 REMOTE_PEER = "203.0.113.7"
@@ -52,7 +54,7 @@ def make_open_lb(
         finally:
             await store.close()
         settings = load_settings(
-            settings_env(emulator, data_dir, CODEX_LB_HOST="0.0.0.0", **env),
+            settings_env(emulator, data_dir, **{"CODEX_LB_HOST": "0.0.0.0", **env}),
             env_file=None,
         )
         app = await create_app(settings, bus=bus, clock=emulator.clock.now)
@@ -104,6 +106,9 @@ async def statuses(lb: LB, headers: Headers) -> dict[str, int]:
         if response.status >= 400:
             leaked = [x for x in (*lb.ids, *lb.ids.values()) if x in text]
             assert leaked == [], f"{name} refused but told {leaked}"
+        if response.status in (401, 403):
+            quota = [h for h in response.headers if h.lower().startswith("x-codex-")]
+            assert quota == [], f"{name} refused but told the pool's quota"
         result[name] = response.status
     return result
 
@@ -127,9 +132,14 @@ ALL_REFUSED = dict.fromkeys(
 
 class TestOpenByAccident:
     async def test_remote_callers_are_refused(self, open_lb: LB) -> None:
-        """C15: no keys, no admin token: a remote caller gets nothing."""
+        """C15: no keys, no admin token: a remote caller gets nothing, not
+        even the pool's quota headers."""
         remote = {"X-Test-Remote": "1"}
         forged = {**remote, "X-Forwarded-For": "127.0.0.1"}
+        for account in open_lb.pool.accounts:
+            await open_lb.pool.apply_reading(
+                account, QuotaReading(0.0, "poll", secondary_used_percent=42.0)
+            )
 
         plain = await statuses(open_lb, remote)
         spoofed = await statuses(open_lb, forged)
@@ -249,10 +259,12 @@ class TestForwardedFor:
         assert result == ALL_REFUSED
         assert lb.emulator.requests == []
 
-    async def test_a_remote_trusted_proxy_passes_its_client_on(
+    async def test_a_remote_trusted_proxy_never_makes_a_caller_local(
         self, make_open_lb: Callable[..., Awaitable[LB]]
     ) -> None:
-        """A proxy on another host, when named, vouches for its hops."""
+        """A proxy on another host may name its client, but a client on *its*
+        loopback is not on ours: local means every hop is on loopback, the
+        proxy included."""
         lb = await make_open_lb(CODEX_LB_TRUSTED_PROXIES=f"{REMOTE_PEER}/32")
 
         far = await statuses(lb, {"X-Test-Remote": "1", "X-Forwarded-For": FAR_CLIENT})
@@ -261,7 +273,27 @@ class TestForwardedFor:
         )
 
         assert far == ALL_REFUSED
-        assert near["api"] == near["models"] == 200
+        assert near == ALL_REFUSED
+        assert lb.emulator.requests == []
+
+    async def test_a_remote_trusted_proxy_still_passes_its_keyed_client(
+        self, make_open_lb: Callable[..., Awaitable[LB]]
+    ) -> None:
+        """Behind a remote trusted proxy, a client with a key is served."""
+        lb = await make_open_lb(CODEX_LB_TRUSTED_PROXIES=f"{REMOTE_PEER}/32")
+        key, _ = await create_key(lb.store, "behind-proxy")
+        await lb.app[KEYS_KEY].load()
+
+        response = await lb.client.get(
+            "/v1/models",
+            headers={
+                "X-Test-Remote": "1",
+                "X-Forwarded-For": FAR_CLIENT,
+                "Authorization": f"Bearer {key}",
+            },
+        )
+
+        assert response.status == 200
 
 
 class TestAdminToken:
@@ -294,3 +326,138 @@ class TestAdminToken:
         emails = {a["email"] for a in (await cookie.json())["accounts"]}
         assert emails == set(lb.ids)
         assert lb.emulator.requests == []
+
+
+class TestDnsRebinding:
+    """A page on a name rebound to 127.0.0.1 calls from loopback: the calls
+    let in only for being local need a local ``Host``."""
+
+    REBOUND = {"Host": "evil.test:2455", "Origin": "http://evil.test:2455"}
+
+    async def test_a_rebound_name_gets_nothing(self, open_lb: LB) -> None:
+        """No keys, no admin token: every route a local caller gets for free
+        refuses the rebound name with 403 in the error shape, and nothing
+        is done (no account paused, no quota spent)."""
+        result = await statuses(open_lb, self.REBOUND)
+        pause = await open_lb.client.post(
+            f"/api/accounts/{open_lb.ids['a@example.com']}/pause",
+            headers=self.REBOUND,
+        )
+        body = await pause.json()
+
+        assert result == dict.fromkeys(ALL_REFUSED, 403)
+        assert pause.status == 403
+        assert body["error"]["code"] == "forbidden_host"
+        assert set(body["error"]) >= {"message", "type", "code", "param"}
+        assert all(a.status == "active" for a in open_lb.pool.accounts)
+        assert open_lb.emulator.requests == []
+
+    @pytest.mark.parametrize(
+        "host",
+        ["localhost:2455", "LOCALHOST", "127.0.0.1", "127.0.0.5:80", "[::1]:2455"],
+    )
+    async def test_local_names_are_served(self, open_lb: LB, host: str) -> None:
+        """localhost and loopback addresses, with any port, are local names."""
+        result = await statuses(open_lb, {"Host": host})
+
+        assert result["codex"] == result["api"] == result["metrics"] == 200
+
+    async def test_the_bound_host_is_a_local_name(
+        self, make_open_lb: Callable[..., Awaitable[LB]]
+    ) -> None:
+        """CODEX_LB_HOST is accepted as the Host too."""
+        lb = await make_open_lb(CODEX_LB_HOST="lb.internal")
+
+        result = await statuses(lb, {"Host": "lb.internal:2455"})
+
+        assert result["codex"] == result["api"] == 200
+
+    async def test_credentials_work_under_any_name(
+        self, make_open_lb: Callable[..., Awaitable[LB]]
+    ) -> None:
+        """A caller with the admin token or a client key is not refused for
+        its Host: the rule only guards what loopback alone grants."""
+        lb = await make_open_lb(CODEX_LB_ADMIN_TOKEN="admin-secret-1")
+        key, _ = await create_key(lb.store, "named")
+        await lb.app[KEYS_KEY].load()
+
+        api = await lb.client.get(
+            "/api/accounts",
+            headers={**self.REBOUND, "Authorization": "Bearer admin-secret-1"},
+        )
+        models = await lb.client.get(
+            "/v1/models", headers={**self.REBOUND, "Authorization": f"Bearer {key}"}
+        )
+
+        assert (api.status, models.status) == (200, 200)
+
+
+class TestUndecodableCredentials:
+    """A credential header with bytes that are not ASCII is a wrong
+    credential: 401, never a 500."""
+
+    ROUTES = ("/api/accounts", "/metrics", "/backend-api/codex/responses")
+
+    async def test_non_ascii_bearer_is_401(
+        self, make_open_lb: Callable[..., Awaitable[LB]]
+    ) -> None:
+        """``Bearer été`` on the admin API, /metrics and a proxy route."""
+        lb = await make_open_lb(
+            CODEX_LB_ADMIN_TOKEN="admin-secret-1",
+            CODEX_LB_METRICS_TOKEN="metrics-secret-1",
+        )
+        # A live key, so a proxy route checks the one presented.
+        await create_key(lb.store, "k")
+        await lb.app[KEYS_KEY].load()
+
+        for path in self.ROUTES:
+            for value in ("Bearer été", "Bearer sk-clb-été"):
+                status, body = await raw_request(
+                    lb, path, b"Authorization: " + value.encode() + b"\r\n", remote=True
+                )
+                assert status == 401, (path, value, body)
+                assert json.loads(body)["error"]["code"] == "invalid_api_key"
+
+    async def test_undecodable_bytes_are_401(
+        self, make_open_lb: Callable[..., Awaitable[LB]]
+    ) -> None:
+        """Raw bytes that are not UTF-8 in the header: 401 on every kind."""
+        lb = await make_open_lb(
+            CODEX_LB_ADMIN_TOKEN="admin-secret-1",
+            CODEX_LB_METRICS_TOKEN="metrics-secret-1",
+        )
+        # A live key, so a proxy route checks the one presented.
+        await create_key(lb.store, "k")
+        await lb.app[KEYS_KEY].load()
+
+        for path in self.ROUTES:
+            for value in (b"Bearer \xff\xfe", b"Bearer sk-clb-\xff\xfe\x80"):
+                status, body = await raw_request(
+                    lb, path, b"Authorization: " + value + b"\r\n", remote=True
+                )
+                assert status == 401, (path, value, body)
+
+
+async def raw_request(
+    lb: LB, path: str, header: bytes, remote: bool = False
+) -> tuple[int, bytes]:
+    """One request written byte for byte (clients refuse to send such headers)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", lb.client.port)
+    body = json.dumps(CODEX_BODY).encode()
+    method = b"POST" if path.startswith("/backend-api") else b"GET"
+    writer.write(
+        method
+        + b" "
+        + path.encode()
+        + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        + (b"X-Test-Remote: 1\r\n" if remote else b"")
+        + header
+        + b"Content-Type: application/json\r\n"
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), rest

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from codex_lb.app import KEYS_KEY
-from codex_lb.proxy.keys import create_key
+from codex_lb.clientkeys import create_key
 from tests.conftest import LB
 
 CHAT_BODY = {"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]}

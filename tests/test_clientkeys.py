@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from codex_lb.proxy.keys import KeyRing, create_key, generate_key, hash_key
+from codex_lb.clientkeys import KeyRing, create_key, generate_key, hash_key
 from codex_lb.store import Store, open_store
 
 

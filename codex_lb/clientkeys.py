@@ -19,6 +19,7 @@ from typing import Final
 import structlog
 from aiohttp import web
 
+from codex_lb.logs import remember_secret
 from codex_lb.store import ApiKeyRow, Store
 
 log = structlog.get_logger("codex_lb.keys")
@@ -38,13 +39,19 @@ def generate_key() -> str:
 
 
 def hash_key(key: str) -> str:
-    """The stored form of ``key``: its SHA-256, hex."""
-    return hashlib.sha256(key.encode()).hexdigest()
+    """The stored form of ``key``: its SHA-256, hex.
+
+    ``key`` may come from a header holding any bytes (undecodable ones kept
+    as surrogates): it is hashed as those bytes, so it simply matches
+    nothing.
+    """
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 async def create_key(store: Store, name: str) -> tuple[str, ApiKeyRow]:
     """Make and store a key named ``name``: (the key itself, its row)."""
     key = generate_key()
+    remember_secret(key)
     row = await store.add_api_key(name, hash_key(key), key[:SHOWN_CHARS])
     return key, row
 
@@ -100,3 +107,7 @@ class KeyRing:
                 await self.sync()
             except Exception as exc:  # the store may be briefly locked
                 log.warning("api_key_sync_failed", error=str(exc))
+
+
+# The application's key ring, which the access middleware checks keys with.
+KEYS_KEY: Final = web.AppKey("api_keys", KeyRing)
