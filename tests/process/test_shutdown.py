@@ -52,7 +52,8 @@ async def _refused(base: str, streams: list[asyncio.Task[tuple[int, bytes]]]) ->
     while not all(task.done() for task in streams):
         try:
             _reader, writer = await asyncio.open_connection(host, int(port))
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, ConnectionResetError):
+            # Reset: the connection reached the backlog as the socket closed.
             return True
         writer.close()
         await asyncio.sleep(0.05)
