@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from codex_lb.accounts import ACTIVE
 from codex_lb.proxy.assemble import ResponsesAnswer
 from codex_lb.proxy.chat_stream import ChatAnswer, ChatStream
 from codex_lb.proxy.pricing import Usage
@@ -33,6 +34,7 @@ from codex_lb.proxy.upstream import (
     read_usage,
 )
 from codex_lb.sim import Fault
+from codex_lb.store import AccountState
 from tests.conftest import LB
 from tests.proxy.test_relay import CODEX, CREATED, delta, prefer, turn
 
@@ -224,7 +226,9 @@ def encode(name: str, data: dict[str, Any]) -> bytes:
 async def reset(lb: LB) -> None:
     """Every account usable again, a the first choice, the log read."""
     for account in lb.pool.accounts:
-        await lb.pool.resume(account)
+        # Straight back to active, whatever the example left (resume only
+        # ends an operator's pause, and a bench must not outlive an example).
+        await lb.pool._set_state(account, AccountState(ACTIVE, None, None))
         account.consecutive_failures = 0
         account.cooldown_until = 0.0
     await prefer(lb, "a@example.com")
