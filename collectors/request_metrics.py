@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from codex_lb.events import RequestFinished, Retry, UnpricedSuccess
 from codex_lb.events.collector_api import CollectorContext
+from codex_lb.events.labels import error_code_label
 from codex_lb.events.metrics import LATENCY_MS_BUCKETS
 
 FAILOVER_CLASSES = ("rate_limit", "quota", "upstream", "transport")
@@ -22,7 +23,8 @@ class RequestMetrics:
         )
         self.errors = ctx.counter(
             "codex_lb_proxy_errors_total",
-            "Client requests that ended in an error, by error code.",
+            "Client requests that ended in an error, by error code (known "
+            "codes, else other).",
             ("error_code",),
         )
         self.latency = ctx.histogram(
@@ -66,7 +68,7 @@ class RequestMetrics:
         model = event.model_label
         self.requests.inc(status=event.status, model=model, api=event.api)
         if event.status != "success":
-            self.errors.inc(error_code=event.error_code or "unknown")
+            self.errors.inc(error_code=error_code_label(event.error_code))
         self.latency.observe(event.latency_ms, model=model, api=event.api)
         self.attempts.observe(event.attempts, api=event.api)
 

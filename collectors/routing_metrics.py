@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from codex_lb.events import AccountMarked, AccountSelected, UsageRefreshFailed
 from codex_lb.events.collector_api import CollectorContext
+from codex_lb.events.labels import error_code_label
 
 MARK_EVENTS = (
     "rate_limit",
@@ -30,7 +31,8 @@ class RoutingMetrics:
         )
         self.permanent = ctx.counter(
             "codex_lb_lb_mark_permanent_failure_total",
-            "Accounts that need a new login, by the refresh error code.",
+            "Accounts that need a new login, by the refresh error code (known "
+            "codes, else other).",
             ("code",),
         )
         self.refresh_failures = ctx.counter(
@@ -47,7 +49,7 @@ class RoutingMetrics:
     def account_marked(self, event: AccountMarked) -> None:
         self.marks.inc(event=event.event)
         if event.event == "permanent_failure":
-            self.permanent.inc(code=event.code or "unknown")
+            self.permanent.inc(code=error_code_label(event.code))
 
     def usage_refresh_failed(self, event: UsageRefreshFailed) -> None:
         self.refresh_failures.inc(reason=event.reason)

@@ -50,6 +50,7 @@ class TestCounter:
         after = []
         for used, reset_at in readings:
             harness.feed(weekly(used, reset_at))
+            await harness.drain()
             after.append(harness.sample(PROGRESS, ACC))
 
         assert after == pytest.approx(expected, abs=1e-9)
@@ -59,6 +60,7 @@ class TestCounter:
         """A stray fresh-window reading leaves used, reset and credits alone."""
         harness = await started()
         harness.feed(weekly(46, R), weekly(0, W))
+        await harness.drain()
 
         assert harness.sample(USED, ACC) == 46
         assert harness.sample("codex_lb_secondary_reset_at_seconds", ACC) == R
@@ -72,6 +74,7 @@ class TestCounter:
         harness = await CollectorHarness.start(WeeklyUsage)
         pro = info(plan="pro")
         harness.feed(roster(pro), weekly(25, R, account=pro))
+        await harness.drain()
 
         assert harness.sample("codex_lb_secondary_remaining_credits", ACC) == 37800
 
@@ -87,6 +90,8 @@ class TestCounter:
         """Removing an account drops all its series and its saved baseline."""
         harness = await started()
         harness.feed(weekly(10, R), weekly(20, R))
+        await harness.drain()
+        assert harness.sample(PROGRESS, ACC) == 10
 
         harness.feed(roster())
 
@@ -128,6 +133,7 @@ class TestRestartAndFailedPolls:
             usage = await CollectorHarness.start(WeeklyUsage, store=store)
             routing = await CollectorHarness.start(RoutingMetrics)
             usage.feed(roster(info()), weekly(87, R))
+            await usage.drain()
             seen = [usage.sample(PROGRESS, ACC)]
             gauges = [usage.sample(USED, ACC)]
 
@@ -135,10 +141,12 @@ class TestRestartAndFailedPolls:
                 failure = UsageRefreshFailed(account_id="acc-1", reason=reason)
                 usage.feed(failure)
                 routing.feed(failure)
+                await usage.drain()
                 seen.append(usage.sample(PROGRESS, ACC))
                 gauges.append(usage.sample(USED, ACC))
 
             usage.feed(weekly(88, R))
+            await usage.drain()
             seen.append(usage.sample(PROGRESS, ACC))
             await usage.settle()
         finally:
