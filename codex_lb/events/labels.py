@@ -23,6 +23,7 @@ CODEX_LB_ERROR_CODES: Final = frozenset(
         "no_accounts",
         "invalid_request_error",
         "request_too_large",
+        "unsupported_content_encoding",
         "upstream_error",
         "upstream_unavailable",
         "stream_incomplete",

@@ -162,3 +162,26 @@ class TestOnTheProxy:
         assert total(samples, REQUESTS) == 1006
         assert models <= {"gpt-5", "other"}
         assert end - start < 4096
+
+
+class TestBoundedErrorCodes:
+    async def test_a_thousand_junk_codes_are_one_series(self) -> None:
+        """1000 upstream-invented codes add one ``other`` series; known codes
+        and a missing code keep theirs."""
+        harness = await CollectorHarness.start(RequestMetrics)
+        junk = [
+            finished(status="error", error_code=f"junk_{i}", request_id=f"r{i}")
+            for i in range(1000)
+        ]
+
+        harness.feed(*junk)
+        harness.feed(finished(status="error", error_code="no_accounts"))
+        harness.feed(finished(status="error", error_code=None))
+
+        samples = parse(harness.text())
+        errors = {
+            dict(labels)["error_code"]: value
+            for (name, labels), value in samples.items()
+            if name == "codex_lb_proxy_errors_total"
+        }
+        assert errors == {"other": 1000, "no_accounts": 1, "unknown": 1}
