@@ -11,8 +11,8 @@ import attrs
 import pytest
 
 from codex_lb.events import QuotaSnapshot
-from codex_lb.events.testing import CollectorHarness
 from codex_lb.events.forecast import WindowHistory
+from codex_lb.events.testing import CollectorHarness
 from codex_lb.store import Store, open_store
 from collectors import quota_forecast
 from collectors.quota_forecast import QuotaForecast
