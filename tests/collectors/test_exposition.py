@@ -90,21 +90,21 @@ class TestExposition:
 
     @pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool")
     async def test_promtool_finds_only_the_spec_units(self, lb: LB) -> None:
-        """promtool's only findings are the SPEC's deliberate units (C09).
-
-        ``_ms`` and the weekly window's ``_minutes`` are both named by the
-        SPEC; the request publishes its quota snapshot before the scrape, so
-        the window gauge has a sample.
-        """
+        """promtool finds exactly two things, both consequences of metric
+        names the SPEC fixes (C09): the ``_ms`` unit the seed puts in the
+        latency histogram, and the weekly window in minutes rather than
+        seconds. The request publishes its quota snapshot before the scrape,
+        so the window gauge has a sample."""
         text = await with_nasty_account(lb)
 
         code, output = promtool_findings(text)
 
-        findings = sorted(line for line in output.splitlines() if line.strip())
         assert code == 3, output
-        assert [line.split()[0] for line in findings] == [
-            "codex_lb_proxy_latency_ms",
-            "codex_lb_secondary_window_minutes",
+        assert sorted(line for line in output.splitlines() if line.strip()) == [
+            "codex_lb_proxy_latency_ms metric names should not contain "
+            "abbreviated units",
+            'codex_lb_secondary_window_minutes use base unit "seconds" instead '
+            'of "minutes"',
         ], output
 
     async def test_every_spec_metric_is_served_once(self, lb: LB) -> None:
