@@ -10,11 +10,8 @@ import pytest
 
 from codex_lb.app import BUS_KEY
 from codex_lb.events import AccountInfo, PoolChanged
-from codex_lb.events.collector_api import COLLECTORS_KEY as COLLECTORS
 from codex_lb.events.collector_api import CollectorError
 from codex_lb.sim import Emulator
-from examples.slow_requests import SlowRequests
-from tests.collectors.events import finished
 from tests.collectors.scrape import parse, scrape_text
 from tests.conftest import LB
 
@@ -151,21 +148,6 @@ class TestAccess:
 
 
 class TestPlugins:
-    async def test_example_collector_loads_from_the_setting(
-        self, make_lb: Any, emulator: Emulator
-    ) -> None:
-        """The README example loads through CODEX_LB_COLLECTORS and counts."""
-        lb: LB = await make_lb(
-            emulator, CODEX_LB_COLLECTORS="examples.slow_requests:SlowRequests"
-        )
-        lb.app[BUS_KEY].publish(finished(latency_ms=45_000.0))
-
-        samples = parse(await scrape_text(lb))
-
-        key = ("codex_lb_example_slow_requests_total", (("api", "codex"),))
-        assert samples[key] == 1
-        assert any(isinstance(c, SlowRequests) for c in lb.app[COLLECTORS].collectors)
-
     async def test_bad_spec_stops_start_up(
         self, make_lb: Any, emulator: Emulator
     ) -> None:
