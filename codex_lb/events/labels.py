@@ -1,4 +1,5 @@
-"""Bounded label values: the error codes a metric may carry.
+"""Bounded label values: the error codes a metric may carry, and the
+selection outcomes routing reports.
 
 An error code can come from the upstream or the OAuth server verbatim, so a
 label taking it as is would grow a series for every string they invent. The
@@ -42,6 +43,10 @@ CODEX_LB_ERROR_CODES: Final = frozenset(
     }
 )
 
+# Refresh failures that need a new login: the codes a permanent-failure mark
+# carries.
+REFRESH_FAILURE_CODES: Final = PERMANENT_REFRESH_CODES
+
 KNOWN_ERROR_CODES: Final = (
     CODEX_LB_ERROR_CODES | RATE_LIMIT_CODES | QUOTA_CODES | PERMANENT_REFRESH_CODES
 )
@@ -53,3 +58,17 @@ def error_code_label(code: str | None) -> str:
     if code is None or code == "":
         return "unknown"
     return code if code in KNOWN_ERROR_CODES else OTHER
+
+
+# Where a selection looked and what came of it (``account_selected``): the
+# pinned pool first, then the full pool.
+SELECTION_POOLS: Final = ("pinned", "full")
+SELECTION_OUTCOMES: Final = (
+    "selected",
+    "cooldown",
+    "no_accounts",
+    "all_tried",
+    "all_limited",
+    "all_paused",
+    "all_reauth",
+)

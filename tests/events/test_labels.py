@@ -7,7 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from codex_lb.constants import PERMANENT_REFRESH_CODES, QUOTA_CODES, RATE_LIMIT_CODES
-from codex_lb.events.labels import KNOWN_ERROR_CODES, error_code_label
+from codex_lb.events.labels import (
+    KNOWN_ERROR_CODES,
+    SELECTION_OUTCOMES,
+    SELECTION_POOLS,
+    error_code_label,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,3 +107,42 @@ class TestKnownCodes:
         assert error_code_label("gpt-5-typo-17 not found") == "other"
         assert error_code_label(None) == "unknown"
         assert error_code_label("") == "unknown"
+
+
+def selection_values(path: Path) -> tuple[set[str], set[str]]:
+    """The pools and outcomes ``path`` publishes in ``account_selected``:
+    literals given as ``pool=``/``outcome=``, assigned to ``outcome`` or
+    ``pool``, passed as a pool to ``_select_from``, or returned by
+    ``_why_none``."""
+    pools: set[str] = set()
+    outcomes: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            for keyword in node.keywords:
+                if keyword.arg == "pool":
+                    pools |= set(strings(keyword.value))
+                if keyword.arg == "outcome":
+                    outcomes |= set(strings(keyword.value))
+            if name_of(node.func) == "_select_from" and len(node.args) > 1:
+                pools |= set(strings(node.args[1]))
+            if name_of(node.func) == "_chosen" and len(node.args) > 1:
+                pools |= set(strings(node.args[1]))
+        elif isinstance(node, ast.Assign):
+            names = {name_of(t) for t in node.targets}
+            if "outcome" in names:
+                outcomes |= set(strings(node.value))
+        elif isinstance(node, ast.FunctionDef) and node.name == "_why_none":
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Return):
+                    outcomes |= set(strings(sub.value))
+    return pools, outcomes
+
+
+class TestSelectionValues:
+    def test_every_pool_and_outcome_the_pool_publishes_is_listed(self) -> None:
+        """The routing collector makes each pool and outcome exist at 0; the
+        lists it uses hold everything the account pool publishes."""
+        pools, outcomes = selection_values(ROOT / "codex_lb/accounts/pool.py")
+
+        assert pools == set(SELECTION_POOLS)
+        assert outcomes == set(SELECTION_OUTCOMES)
