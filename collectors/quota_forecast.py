@@ -19,13 +19,12 @@ from codex_lb.events.forecast import (
     PoolAccount,
     WindowHistory,
     burn_rate,
-    exhaustion_eta,
     implied_quota_usd,
     pool_runway,
-    projected_used,
     waste_credits,
 )
 from codex_lb.events.metrics import Gauge
+from codex_lb.events.pace import Pace
 from codex_lb.events.plans import weekly_credits
 from codex_lb.events.roster import Roster
 
@@ -152,15 +151,18 @@ class QuotaForecast:
             self.waste.remove(account_id=account_id)
             return 0.0
 
-        used, last = history.points[-1].used, history.points[-1].at
+        used = history.points[-1].used
         reset_at = history.reset_at
         assert reset_at is not None
-        if rate > 0 or used >= 100.0:
-            self.eta.set(exhaustion_eta(used, last, rate, now), account_id=account_id)
-        else:
+        # The last day over again (its average rate with less history).
+        pace = Pace(history.points, now, rate)
+        eta = pace.time_to_use(100.0 - used)
+        if eta is None:
             self.eta.remove(account_id=account_id)
+        else:
+            self.eta.set(eta, account_id=account_id)
         credits = weekly_credits(self.plans.get(account_id))
-        projected = projected_used(used, last, rate, reset_at, now)
+        projected = min(100.0, used + pace.use_until(reset_at))
         self.waste.set(waste_credits(credits, projected), account_id=account_id)
         return rate
 

@@ -93,7 +93,22 @@ class TestUnit:
             )
             == 1
         )
-        assert "codex_lb_proxy_tokens_total{" not in harness.text()
+        # The model's token and cost series exist (at 0) but gained nothing.
+        samples = parse(harness.text())
+        added = {
+            name: value
+            for (name, _labels), value in samples.items()
+            if name in ("codex_lb_proxy_tokens_total", "codex_lb_proxy_cost_usd_total")
+        }
+        assert set(added) == {
+            "codex_lb_proxy_tokens_total",
+            "codex_lb_proxy_cost_usd_total",
+        }
+        assert all(
+            value == 0
+            for (name, _labels), value in samples.items()
+            if name in ("codex_lb_proxy_tokens_total", "codex_lb_proxy_cost_usd_total")
+        )
 
 
 class TestOnTheProxy:

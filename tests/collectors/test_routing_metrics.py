@@ -36,7 +36,7 @@ class TestRouting:
 class TestBoundedCodes:
     async def test_a_thousand_junk_refresh_codes_are_one_series(self) -> None:
         """Permanent failures with 1000 junk codes from the OAuth server add
-        one ``other`` series; a known refresh code keeps its own."""
+        one ``other`` series; a known refresh code counts in its own."""
         harness = await CollectorHarness.start(RoutingMetrics)
         junk = [
             AccountMarked("acc-1", "permanent_failure", code=f"weird_{i}")
@@ -53,4 +53,13 @@ class TestBoundedCodes:
             for (name, labels), value in samples.items()
             if name == "codex_lb_lb_mark_permanent_failure_total"
         }
-        assert codes == {"other": 1000, "invalid_grant": 1}
+        assert codes == {
+            "other": 1000,
+            "invalid_grant": 1,
+            # Every known lost-login code exists from the start, at 0.
+            "account_deactivated": 0,
+            "refresh_token_expired": 0,
+            "refresh_token_invalidated": 0,
+            "refresh_token_reused": 0,
+            "token_expired": 0,
+        }
