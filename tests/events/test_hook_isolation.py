@@ -73,8 +73,9 @@ class TestBrokenCollectorInTheApp:
     async def test_requests_failover_and_logs_survive(
         self, make_lb: Any, emulator: Emulator, broken: type
     ) -> None:
-        """Every request is served and logged, a 500 still fails over, and
-        each hook's failure is logged once, however often it recurs."""
+        """Every request is served, has its request-log row and its log
+        line, a 500 still fails over, and each hook's failure is logged
+        once, however often it recurs."""
         spec = f"{broken.__module__}:{broken.__qualname__}"
         with structlog.testing.capture_logs() as logs:
             lb: LB = await make_lb(emulator, CODEX_LB_COLLECTORS=spec)
@@ -103,6 +104,8 @@ class TestBrokenCollectorInTheApp:
             lb.ids[A],
         ]
         assert [r.attempts for r in rows] == [1, 2, 1, 1]
+        served = [line for line in logs if line["event"] == "request_finished"]
+        assert [line["status"] for line in served] == ["success"] * 4
         assert len(lb.recorder.of("retry")) == 1
 
         published = {event.name for event in lb.recorder.events}
