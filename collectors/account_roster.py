@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from codex_lb.config import IdentityMode
-from codex_lb.events import PoolChanged
+from collections.abc import Callable
+
+from codex_lb.events import AccountInfo, PoolChanged
 from codex_lb.events.collector_api import CollectorContext
 
 STATUSES = ("active", "paused", "rate_limited", "quota_exceeded", "reauth_required")
@@ -13,7 +14,7 @@ class AccountRoster:
     """``codex_lb_account_identity`` and ``codex_lb_accounts``."""
 
     def register(self, ctx: CollectorContext) -> None:
-        self.by_email = ctx.identity_mode is IdentityMode.EMAIL
+        self.display_of: Callable[[AccountInfo], str] = ctx.display
         self.displays: dict[str, str] = {}
         self.identity = ctx.gauge(
             "codex_lb_account_identity",
@@ -31,7 +32,7 @@ class AccountRoster:
         displays: dict[str, str] = {}
         for info in event.accounts:
             counts[info.status] = counts.get(info.status, 0) + 1
-            displays[info.account_id] = info.email if self.by_email else info.account_id
+            displays[info.account_id] = self.display_of(info)
         for status, count in counts.items():
             self.statuses.set(count, status=status)
 

@@ -39,9 +39,9 @@ class AccountTraffic:
 
     def pool_changed(self, event: PoolChanged) -> None:
         added, gone = self.roster.update(event)
-        for info in gone:
+        for account_id in gone:
             for metric in (self.requests, self.cost, self.retries, self.unpriced):
-                metric.remove_where(account_id=info.account_id)
+                metric.remove_where(account_id=account_id)
         for info in added:
             account_id = info.account_id
             self.cost.touch(account_id=account_id)

@@ -35,8 +35,8 @@ class Inflight:
 
     def pool_changed(self, event: PoolChanged) -> None:
         added, gone = self.roster.update(event)
-        for info in gone:
-            self.account.remove_where(account_id=info.account_id)
+        for account_id in gone:
+            self.account.remove_where(account_id=account_id)
         for info in added:
             self._show(info.account_id)
 

@@ -25,9 +25,9 @@ class PrimaryUsage:
 
     def pool_changed(self, event: PoolChanged) -> None:
         _added, gone = self.roster.update(event)
-        for info in gone:
-            self.used.remove_where(account_id=info.account_id)
-            self.reset_at.remove_where(account_id=info.account_id)
+        for account_id in gone:
+            self.used.remove_where(account_id=account_id)
+            self.reset_at.remove_where(account_id=account_id)
 
     def quota_snapshot(self, event: QuotaSnapshot) -> None:
         account_id = event.account.account_id

@@ -19,15 +19,14 @@ from codex_lb.events.forecast import (
     PoolAccount,
     WindowHistory,
     burn_rate,
-    exhaustion_eta,
     implied_quota_usd,
     pool_runway,
-    projected_used,
     waste_credits,
 )
 from codex_lb.events.metrics import Gauge
+from codex_lb.events.pace import Pace
+from codex_lb.events.plans import weekly_credits
 from codex_lb.events.roster import Roster
-from collectors.weekly_usage import weekly_credits
 
 REFRESH_SECONDS = 5.0
 
@@ -43,7 +42,7 @@ class QuotaForecast:
     def register(self, ctx: CollectorContext) -> None:
         self.clock: Callable[[], float] = ctx.clock
         self.state: CollectorState = ctx.state
-        self.roster = Roster()
+        self.roster = Roster(remembered=ctx.state.keys())
         self.histories: dict[str, WindowHistory] = {
             account_id: WindowHistory.from_json(saved)
             for account_id, saved in ctx.state.items()
@@ -82,13 +81,13 @@ class QuotaForecast:
 
     def pool_changed(self, event: PoolChanged) -> None:
         _added, gone = self.roster.update(event)
-        for info in gone:
+        for account_id in gone:
             for metric in self._per_account:
-                metric.remove_where(account_id=info.account_id)
-            self.plans.pop(info.account_id, None)
-            self.statuses.pop(info.account_id, None)
-            if self.histories.pop(info.account_id, None) is not None:
-                self.state.set(info.account_id, None)
+                metric.remove_where(account_id=account_id)
+            self.plans.pop(account_id, None)
+            self.statuses.pop(account_id, None)
+            self.histories.pop(account_id, None)
+            self.state.set(account_id, None)
         for info in event.accounts:
             self.plans[info.account_id] = info.plan
             self.statuses[info.account_id] = info.status
@@ -106,7 +105,7 @@ class QuotaForecast:
         if window.window_minutes:
             history.window_minutes = window.window_minutes
         if history.observe(window.used_percent, window.reset_at, event.observed_at):
-            self.state.set(account_id, history.to_json())
+            self.state.set_later(account_id, history.to_json)
         # Only this account: the whole pool is redrawn by the loop, which
         # keeps a busy pool's per-request cost flat.
         self._show_account(account_id, history, self.clock())
@@ -118,7 +117,8 @@ class QuotaForecast:
         assert account_id is not None
         history = self.histories.setdefault(account_id, WindowHistory())
         history.add_cost(event.cost_usd)
-        self.state.set(account_id, history.to_json())
+        # Serialised by the state writer at most once a second, not here.
+        self.state.set_later(account_id, history.to_json)
         self._show_implied(account_id, history)
 
     def _refresh(self) -> None:
@@ -128,7 +128,7 @@ class QuotaForecast:
         usable: list[PoolAccount] = []
         for account_id, history in self.histories.items():
             burn = self._show_account(account_id, history, now)
-            credits = weekly_credits(self.plans.get(account_id, "plus"))
+            credits = weekly_credits(self.plans.get(account_id))
             demand += burn * credits / 100.0
             account = self._capacity(account_id, history, credits, now)
             if account is not None:
@@ -151,15 +151,18 @@ class QuotaForecast:
             self.waste.remove(account_id=account_id)
             return 0.0
 
-        used, last = history.points[-1].used, history.points[-1].at
+        used = history.points[-1].used
         reset_at = history.reset_at
         assert reset_at is not None
-        if rate > 0 or used >= 100.0:
-            self.eta.set(exhaustion_eta(used, last, rate, now), account_id=account_id)
-        else:
+        # The last day over again (its average rate with less history).
+        pace = Pace(history.points, now, rate)
+        eta = pace.time_to_use(100.0 - used)
+        if eta is None:
             self.eta.remove(account_id=account_id)
-        credits = weekly_credits(self.plans.get(account_id, "plus"))
-        projected = projected_used(used, last, rate, reset_at, now)
+        else:
+            self.eta.set(eta, account_id=account_id)
+        credits = weekly_credits(self.plans.get(account_id))
+        projected = min(100.0, used + pace.use_until(reset_at))
         self.waste.set(waste_credits(credits, projected), account_id=account_id)
         return rate
 

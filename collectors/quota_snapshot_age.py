@@ -23,7 +23,7 @@ class QuotaSnapshotAge:
     def register(self, ctx: CollectorContext) -> None:
         self.clock: Callable[[], float] = ctx.clock
         self.state: CollectorState = ctx.state
-        self.roster = Roster()
+        self.roster = Roster(remembered=ctx.state.keys())
         self.last: dict[str, float] = {
             account_id: float(at)
             for account_id, at in ctx.state.items()
@@ -43,10 +43,10 @@ class QuotaSnapshotAge:
 
     def pool_changed(self, event: PoolChanged) -> None:
         _added, gone = self.roster.update(event)
-        for info in gone:
-            self.age.remove_where(account_id=info.account_id)
-            if self.last.pop(info.account_id, None) is not None:
-                self.state.set(info.account_id, None)
+        for account_id in gone:
+            self.age.remove_where(account_id=account_id)
+            self.last.pop(account_id, None)
+            self.state.set(account_id, None)
 
     def quota_snapshot(self, event: QuotaSnapshot) -> None:
         account_id = event.account.account_id

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from codex_lb.events import AccountMarked, AccountSelected, UsageRefreshFailed
 from codex_lb.events.collector_api import CollectorContext
+from codex_lb.events.labels import (
+    REFRESH_FAILURE_CODES,
+    SELECTION_OUTCOMES,
+    SELECTION_POOLS,
+    error_code_label,
+)
 
 MARK_EVENTS = (
     "rate_limit",
@@ -30,7 +36,8 @@ class RoutingMetrics:
         )
         self.permanent = ctx.counter(
             "codex_lb_lb_mark_permanent_failure_total",
-            "Accounts that need a new login, by the refresh error code.",
+            "Accounts that need a new login, by the refresh error code (known "
+            "codes, else other).",
             ("code",),
         )
         self.refresh_failures = ctx.counter(
@@ -38,8 +45,15 @@ class RoutingMetrics:
             "Usage polls that failed, by reason.",
             ("reason",),
         )
+        # Every known label value starts at 0, so the first selection of
+        # each kind and the first lost login show in rate() and increase().
         for event in MARK_EVENTS:
             self.marks.touch(event=event)
+        for pool in SELECTION_POOLS:
+            for outcome in SELECTION_OUTCOMES:
+                self.selections.touch(pool=pool, outcome=outcome)
+        for code in sorted(REFRESH_FAILURE_CODES):
+            self.permanent.touch(code=code)
 
     def account_selected(self, event: AccountSelected) -> None:
         self.selections.inc(pool=event.pool, outcome=event.outcome)
@@ -47,7 +61,7 @@ class RoutingMetrics:
     def account_marked(self, event: AccountMarked) -> None:
         self.marks.inc(event=event.event)
         if event.event == "permanent_failure":
-            self.permanent.inc(code=event.code or "unknown")
+            self.permanent.inc(code=error_code_label(event.code))
 
     def usage_refresh_failed(self, event: UsageRefreshFailed) -> None:
         self.refresh_failures.inc(reason=event.reason)

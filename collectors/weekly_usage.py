@@ -2,22 +2,19 @@
 
 The gauges show the counter's baseline, not the raw reading, so one stray
 reading that looks like a fresh window never makes them flap. The baseline
-and held reading are kept in the collector's persisted state: a restart
-neither loses nor double counts progress.
+and held reading are kept in the collector's persisted state, and a new
+baseline is on disk before its progress is counted: a restart, even after
+``kill -9``, neither loses nor double counts progress (at worst, one step
+that was never shown is never shown).
 """
 
 from __future__ import annotations
 
-from codex_lb.constants import PLAN_WEEKLY_CREDITS
 from codex_lb.events import PoolChanged, QuotaSnapshot
 from codex_lb.events.collector_api import CollectorContext, CollectorState
+from codex_lb.events.plans import weekly_credits
 from codex_lb.events.roster import Roster
 from codex_lb.events.weekly_counter import WeeklyCounter
-
-
-def weekly_credits(plan: str) -> float:
-    """A plan's weekly capacity in credits; unknown plans count as plus."""
-    return PLAN_WEEKLY_CREDITS.get(plan.lower(), PLAN_WEEKLY_CREDITS["plus"])
 
 
 class WeeklyUsage:
@@ -25,7 +22,7 @@ class WeeklyUsage:
 
     def register(self, ctx: CollectorContext) -> None:
         self.state: CollectorState = ctx.state
-        self.roster = Roster()
+        self.roster = Roster(remembered=ctx.state.keys())
         self.counters: dict[str, WeeklyCounter] = {
             account_id: WeeklyCounter.from_json(saved)
             for account_id, saved in ctx.state.items()
@@ -64,7 +61,7 @@ class WeeklyUsage:
 
     def pool_changed(self, event: PoolChanged) -> None:
         added, gone = self.roster.update(event)
-        for info in gone:
+        for account_id in gone:
             for metric in (
                 self.used,
                 self.reset_at,
@@ -73,10 +70,10 @@ class WeeklyUsage:
                 self.progress,
                 self.resets,
             ):
-                metric.remove_where(account_id=info.account_id)
-            self.plans.pop(info.account_id, None)
-            if self.counters.pop(info.account_id, None) is not None:
-                self.state.set(info.account_id, None)
+                metric.remove_where(account_id=account_id)
+            self.plans.pop(account_id, None)
+            if self.counters.pop(account_id, None) is not None:
+                self.state.set(account_id, None)
         for info in event.accounts:
             self.plans[info.account_id] = info.plan
         for info in added:
@@ -84,7 +81,7 @@ class WeeklyUsage:
             self.resets.touch(account_id=info.account_id)
             self._show(info.account_id)
 
-    def quota_snapshot(self, event: QuotaSnapshot) -> None:
+    async def quota_snapshot(self, event: QuotaSnapshot) -> None:
         account_id = event.account.account_id
         window = event.secondary
         if window is None or not self.roster.knows(account_id):
@@ -95,13 +92,21 @@ class WeeklyUsage:
 
         counter = self.counters.setdefault(account_id, WeeklyCounter())
         step = counter.apply(window.used_percent, window.reset_at)
+        self._show(account_id)
+        if not step.changed:
+            # Identical readings are the common case: nothing to write.
+            return
+
+        # On disk first, counted second: a kill between the two leaves a
+        # step never shown; the other order would count it again after the
+        # restart, from the old baseline.
+        await self.state.save(account_id, counter.to_json())
+        if self.counters.get(account_id) is not counter:
+            return  # removed from the pool meanwhile
         if step.added > 0:
             self.progress.inc(step.added, account_id=account_id)
         if step.resets:
             self.resets.inc(step.resets, account_id=account_id)
-        if step.changed:
-            self.state.set(account_id, counter.to_json())
-        self._show(account_id)
 
     def _show(self, account_id: str) -> None:
         counter = self.counters.get(account_id)
@@ -110,5 +115,5 @@ class WeeklyUsage:
         used = counter.baseline.used
         self.used.set(used, account_id=account_id)
         self.reset_at.set(counter.baseline.reset_at, account_id=account_id)
-        credits = weekly_credits(self.plans.get(account_id, "plus"))
+        credits = weekly_credits(self.plans.get(account_id))
         self.remaining.set(credits * (100.0 - used) / 100.0, account_id=account_id)

@@ -3,15 +3,18 @@ text exposition that Prometheus reads.
 
 A metric declares its label names once; every update names each label by
 keyword (``requests.inc(status="success", model="gpt-5", api="codex")``), so
-a missing or extra label fails at the line that made it. Label values are
-kept as given and escaped when rendered: aioprometheus writes them raw, and
-one quote or newline in a value would make Prometheus reject the whole
-scrape.
+a missing or extra label fails at the line that made it. Every label value
+enters a series through ``label_value``, which makes it valid UTF-8 (a lone
+surrogate, as a broken email can hold, would make aioprometheus' key
+encoding raise), and is escaped when rendered: aioprometheus writes values
+raw, and one quote or newline in a value would make Prometheus reject the
+whole scrape.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -48,6 +51,22 @@ LATENCY_MS_BUCKETS: tuple[float, ...] = (
 
 class MetricError(ValueError):
     """A metric was declared or updated wrongly."""
+
+
+def label_value(value: object) -> str:
+    """``value`` as label text: a string that is valid UTF-8, with each lone
+    surrogate (which no UTF-8 encoder accepts) replaced by U+FFFD."""
+    text = value if isinstance(value, str) else str(value)
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub("\ufffd", text)
+    return text
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def escape_label_value(value: str) -> str:
@@ -87,7 +106,7 @@ class Metric:
                 f"{self.name} takes labels {sorted(self.label_names)}, "
                 f"got {sorted(labels)}"
             )
-        return {name: str(labels[name]) for name in self.label_names}
+        return {name: label_value(labels[name]) for name in self.label_names}
 
     def remove(self, **labels: Any) -> None:
         """Drop the series with exactly these labels, if it exists."""
@@ -95,7 +114,7 @@ class Metric:
 
     def remove_where(self, **labels: Any) -> int:
         """Drop every series whose labels include these; how many went."""
-        wanted = {name: str(value) for name, value in labels.items()}
+        wanted = {name: label_value(value) for name, value in labels.items()}
         unknown = set(wanted) - set(self.label_names)
         if unknown:
             raise MetricError(f"{self.name} has no label {sorted(unknown)}")

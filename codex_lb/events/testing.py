@@ -2,6 +2,7 @@
 
     harness = await CollectorHarness.start(MyCollector)
     harness.feed(RequestFinished(...))
+    await harness.drain()  # only needed for ``async`` handlers
     assert harness.sample("my_requests_total", {"model": "gpt-5"}) == 1
 
 ``sample`` reads like prometheus_client's ``get_sample_value``: a histogram
@@ -48,8 +49,13 @@ class CollectorHarness:
         return cls(host, added)
 
     def feed(self, *events: Event) -> None:
+        """Publish ``events`` in order; ``async`` handlers start as tasks."""
         for event in events:
             self.host.bus.publish(event)
+
+    async def drain(self) -> None:
+        """Wait until every ``async`` handler fed so far has finished."""
+        await self.host.bus.drain()
 
     async def settle(self) -> None:
         """Wait for ``async`` handlers and write the collector's state."""

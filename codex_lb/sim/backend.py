@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import math
 import time
 from typing import Any
 
@@ -36,26 +37,39 @@ def _number(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
-def _window_json(window: Window | None, now: float) -> dict[str, Any] | None:
+def reported_percent(used: float, whole: bool) -> float:
+    """A used percent as the upstream reports it: with six decimals, or as
+    the real upstream does, a whole number (rounded half up)."""
+    return float(math.floor(used + 0.5)) if whole else used
+
+
+def _window_json(
+    window: Window | None, now: float, whole: bool = False
+) -> dict[str, Any] | None:
     if window is None:
         return None
     return {
-        "used_percent": window.used_percent,
+        "used_percent": reported_percent(window.used_percent, whole),
         "limit_window_seconds": window.seconds,
         "reset_after_seconds": max(0, int(window.reset_at - now)),
         "reset_at": int(window.reset_at),
     }
 
 
-def quota_headers(account: SimAccount, now: float) -> dict[str, str]:
-    """The `x-codex-primary-*` and `x-codex-secondary-*` headers of an account."""
+def quota_headers(
+    account: SimAccount, now: float, whole: bool = False
+) -> dict[str, str]:
+    """The `x-codex-primary-*` and `x-codex-secondary-*` headers of an account
+    (used percents as whole numbers when `whole`)."""
     account.roll(now)
     headers = {}
     for slot, window in zip(("primary", "secondary"), account.slots, strict=True):
         if window is None:
             continue
         prefix = f"x-codex-{slot}-"
-        headers[prefix + "used-percent"] = _number(window.used_percent)
+        headers[prefix + "used-percent"] = _number(
+            reported_percent(window.used_percent, whole)
+        )
         headers[prefix + "window-minutes"] = str(window.seconds // 60)
         headers[prefix + "reset-after-seconds"] = str(
             max(0, int(window.reset_at - now))
@@ -94,7 +108,9 @@ def authenticate(request: web.Request) -> SimAccount | web.Response:
     return account
 
 
-def limit_response(account: SimAccount, full: list[Window], now: float) -> web.Response:
+def limit_response(
+    account: SimAccount, full: list[Window], now: float, whole: bool = False
+) -> web.Response:
     """The 429 `usage_limit_reached` answer, resetting with the last full window."""
     resets_at = int(max(window.reset_at for window in full))
     return json_error(
@@ -102,7 +118,7 @@ def limit_response(account: SimAccount, full: list[Window], now: float) -> web.R
         "usage_limit_reached",
         "The usage limit has been reached",
         error_type="usage_limit_reached",
-        headers=quota_headers(account, now),
+        headers=quota_headers(account, now, whole),
         plan_type=account.plan,
         resets_at=resets_at,
         resets_in_seconds=max(0, resets_at - int(now)),
@@ -169,7 +185,7 @@ async def prelude(
     now = emulator.clock.now()
     full = account.full_windows(now)
     if full:
-        return limit_response(account, full, now)
+        return limit_response(account, full, now, emulator.whole_percents)
     return account, body, stream_fault
 
 
@@ -214,7 +230,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
     events = build_events(
         answer, usage, body["model"], int(now), body, seed, emulator.text_events
     )
-    headers = quota_headers(account, now)
+    headers = quota_headers(account, now, emulator.whole_percents)
 
     if body.get("stream") is not True:
         return web.json_response(events[-1][1]["response"], headers=headers)
@@ -295,7 +311,8 @@ async def compact(request: web.Request) -> web.StreamResponse:
 
     now = emulator.clock.now()
     payload = {"output": kept, "usage": usage.as_json()}
-    return web.json_response(payload, headers=quota_headers(account, now))
+    headers = quota_headers(account, now, emulator.whole_percents)
+    return web.json_response(payload, headers=headers)
 
 
 @routes.get("/backend-api/codex/models")
@@ -325,8 +342,8 @@ async def usage(request: web.Request) -> web.Response:
         "rate_limit": {
             "allowed": not limit_reached,
             "limit_reached": limit_reached,
-            "primary_window": _window_json(primary, now),
-            "secondary_window": _window_json(secondary, now),
+            "primary_window": _window_json(primary, now, emulator.whole_percents),
+            "secondary_window": _window_json(secondary, now, emulator.whole_percents),
         },
         "credits": {
             "has_credits": account.credits_balance > 0,

@@ -101,6 +101,7 @@ class Emulator:
         models: Iterable[str] = DEFAULT_MODELS,
         device_interval: int = 1,
         auto_approve_device: bool = False,
+        whole_percents: bool = False,
     ) -> None:
         self.clock = SimClock(speed=clock_speed)
         self.tokens = TokenBook(access_ttl=access_token_ttl)
@@ -109,6 +110,9 @@ class Emulator:
         self.models = list(models)
         self.device_interval = device_interval
         self.auto_approve_device = auto_approve_device
+        # Report used percents as whole numbers, as the real upstream does
+        # (six decimals otherwise, which tests find easier to check).
+        self.whole_percents = whole_percents
 
         self.accounts: dict[str, SimAccount] = {}
         self.requests: list[RecordedRequest] = []

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from codex_lb.app import BUS_KEY
 from tests.conftest import LB
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -31,6 +32,13 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 
 async def scrape_text(lb: LB) -> str:
+    """``/metrics`` once every event published so far has been handled.
+
+    ``async`` handlers (the weekly counter writes its baseline before it
+    counts) finish a moment after the event; waiting for them makes a scrape
+    show what the test did, not a race with the disk.
+    """
+    await lb.app[BUS_KEY].drain()
     response = await lb.client.get("/metrics")
     assert response.status == 200
     assert response.headers["Content-Type"] == (

@@ -33,6 +33,17 @@ class TestIdentity:
         )
         assert "example.com" not in harness.text()
 
+    async def test_email_with_a_lone_surrogate_is_shown(self) -> None:
+        """An email holding a lone surrogate still gets its identity series,
+        with U+FFFD in the surrogate's place."""
+        harness = await CollectorHarness.start(AccountRoster)
+
+        harness.feed(roster(info(email="a\ud800@x.com")))
+
+        labels = {"account_id": "acc-1", "display": "a\ufffd@x.com"}
+        assert harness.sample(IDENTITY, labels) == 1
+        assert "a\ufffd@x.com" in harness.text()
+
     async def test_rename_and_removal_drop_old_series(self) -> None:
         """A renamed account keeps one series; a removed one keeps none."""
         harness = await CollectorHarness.start(AccountRoster)

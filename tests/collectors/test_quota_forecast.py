@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import math
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 
 from codex_lb.events import QuotaSnapshot
+from codex_lb.events.forecast import WindowHistory
 from codex_lb.events.testing import CollectorHarness
-from codex_lb.store import open_store
+from codex_lb.store import Store, open_store
 from collectors import quota_forecast
 from collectors.quota_forecast import QuotaForecast
 from tests.collectors.events import finished, info, roster, weekly
@@ -316,6 +318,64 @@ class TestRestart:
             assert again.sample(IMPLIED, ACC) == pytest.approx(40)
         finally:
             await store.close()
+
+
+class CountingStore:
+    """A real store that counts the collector-state writes it is asked for."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.writes = 0
+
+    async def load_collector_state(self, collector: str) -> dict[str, Any]:
+        return await self.store.load_collector_state(collector)
+
+    async def save_collector_state(
+        self, collector: str, key: str, value: Any | None
+    ) -> None:
+        self.writes += 1
+        await self.store.save_collector_state(collector, key, value)
+
+
+class TestPersistenceCost:
+    async def test_priced_requests_serialise_nothing_until_the_write(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A busy account's 500 priced requests and 500 readings build the
+        history's JSON once, when the state writer saves it, not per request;
+        what it saves brings the forecasts back."""
+        made = 0
+        to_json = WindowHistory.to_json
+
+        def counted(self: WindowHistory) -> dict[str, Any]:
+            nonlocal made
+            made += 1
+            return to_json(self)
+
+        monkeypatch.setattr(WindowHistory, "to_json", counted)
+        clock = Clock(RESET - 50 * HOUR)
+        store = await open_store(tmp_path / "data")
+        try:
+            counting = CountingStore(store)
+            harness = await CollectorHarness.start(QuotaForecast, counting, clock=clock)
+            harness.feed(roster(info()))
+            for i in range(500):
+                clock.now += 60
+                harness.feed(reading(10 + i * 0.02, clock.now))
+                harness.feed(finished(cost=0.01, request_id=f"r{i}"))
+            made_before_write = made
+            await harness.settle()
+            again = await CollectorHarness.start(QuotaForecast, store, clock=clock)
+            again.feed(roster(info()))
+        finally:
+            await store.close()
+
+        assert made_before_write == 0
+        assert made == 1 and counting.writes == 1
+        assert again.sample(IMPLIED, ACC) == pytest.approx(50.0)
+        eta = harness.sample(ETA, ACC)
+        assert eta is not None
+        assert again.sample(ETA, ACC) == pytest.approx(eta)
 
 
 class TestLoop:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from codex_lb.events.testing import CollectorHarness
 from codex_lb.sim import Fault
+from codex_lb.store import open_store
 from collectors.request_metrics import RequestMetrics
 from tests.collectors.events import finished
 from tests.collectors.scrape import parse, scrape_text, scrape_until, total
@@ -91,7 +93,22 @@ class TestUnit:
             )
             == 1
         )
-        assert "codex_lb_proxy_tokens_total{" not in harness.text()
+        # The model's token and cost series exist (at 0) but gained nothing.
+        samples = parse(harness.text())
+        added = {
+            name: value
+            for (name, _labels), value in samples.items()
+            if name in ("codex_lb_proxy_tokens_total", "codex_lb_proxy_cost_usd_total")
+        }
+        assert set(added) == {
+            "codex_lb_proxy_tokens_total",
+            "codex_lb_proxy_cost_usd_total",
+        }
+        assert all(
+            value == 0
+            for (name, _labels), value in samples.items()
+            if name in ("codex_lb_proxy_tokens_total", "codex_lb_proxy_cost_usd_total")
+        )
 
 
 class TestOnTheProxy:
@@ -162,3 +179,101 @@ class TestOnTheProxy:
         assert total(samples, REQUESTS) == 1006
         assert models <= {"gpt-5", "other"}
         assert end - start < 4096
+
+
+class TestBoundedErrorCodes:
+    async def test_a_thousand_junk_codes_are_one_series(self) -> None:
+        """1000 upstream-invented codes add one ``other`` series; known codes
+        and a missing code keep theirs."""
+        harness = await CollectorHarness.start(RequestMetrics)
+        junk = [
+            finished(status="error", error_code=f"junk_{i}", request_id=f"r{i}")
+            for i in range(1000)
+        ]
+
+        harness.feed(*junk)
+        harness.feed(finished(status="error", error_code="no_accounts"))
+        harness.feed(finished(status="error", error_code=None))
+
+        samples = parse(harness.text())
+        errors = {
+            dict(labels)["error_code"]: value
+            for (name, labels), value in samples.items()
+            if name == "codex_lb_proxy_errors_total"
+        }
+        assert errors == {"other": 1000, "no_accounts": 1, "unknown": 1}
+
+
+class TestSeriesAtZero:
+    async def test_a_new_pair_starts_every_series_at_zero(self) -> None:
+        """The first request of a model and API brings the other outcome,
+        every token kind and the cost at 0 with it."""
+        harness = await CollectorHarness.start(RequestMetrics)
+
+        harness.feed(finished(model="gpt-5-mini", tokens=(100, 0, 10, 0)))
+
+        samples = parse(harness.text())
+        assert (
+            samples[
+                (
+                    REQUESTS,
+                    (("api", "codex"), ("model", "gpt-5-mini"), ("status", "error")),
+                )
+            ]
+            == 0
+        )
+        assert (
+            samples[
+                (
+                    "codex_lb_proxy_tokens_total",
+                    (("kind", "cached_input"), ("model", "gpt-5-mini")),
+                )
+            ]
+            == 0
+        )
+        assert (
+            samples[
+                (
+                    "codex_lb_proxy_tokens_total",
+                    (("kind", "input"), ("model", "gpt-5-mini")),
+                )
+            ]
+            == 100
+        )
+
+    async def test_pairs_seen_come_back_at_zero_after_a_restart(
+        self, tmp_path: Path
+    ) -> None:
+        """Before any request, a restarted collector shows every series of
+        the pairs it saw before at 0 (and of no other pair)."""
+        store = await open_store(tmp_path / "d")
+        try:
+            first = await CollectorHarness.start(RequestMetrics, store=store)
+            first.feed(finished(), finished(model="other", api="chat", cost=None))
+            await first.settle()
+
+            again = await CollectorHarness.start(RequestMetrics, store=store)
+        finally:
+            await store.close()
+
+        samples = parse(again.text())
+        requests = {
+            labels: value
+            for (name, labels), value in samples.items()
+            if name == REQUESTS
+        }
+        assert requests == {
+            (("api", api), ("model", model), ("status", status)): 0
+            for model, api in (("gpt-5", "codex"), ("other", "chat"))
+            for status in ("success", "error")
+        }
+        for model in ("gpt-5", "other"):
+            assert samples[("codex_lb_proxy_cost_usd_total", (("model", model),))] == 0
+            for kind in ("input", "cached_input", "output", "reasoning"):
+                key = (("kind", kind), ("model", model))
+                assert samples[("codex_lb_proxy_tokens_total", key)] == 0
+        count = (
+            "codex_lb_proxy_latency_ms_count",
+            (("api", "chat"), ("model", "other")),
+        )
+        assert samples[count] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from codex_lb.events import AccountMarked, AccountSelected
 from codex_lb.events.testing import CollectorHarness
 from collectors.routing_metrics import RoutingMetrics
+from tests.collectors.scrape import parse
 
 
 class TestRouting:
@@ -30,3 +31,35 @@ class TestRouting:
             )
             == 1
         )
+
+
+class TestBoundedCodes:
+    async def test_a_thousand_junk_refresh_codes_are_one_series(self) -> None:
+        """Permanent failures with 1000 junk codes from the OAuth server add
+        one ``other`` series; a known refresh code counts in its own."""
+        harness = await CollectorHarness.start(RoutingMetrics)
+        junk = [
+            AccountMarked("acc-1", "permanent_failure", code=f"weird_{i}")
+            for i in range(1000)
+        ]
+
+        harness.feed(
+            *junk, AccountMarked("acc-1", "permanent_failure", "invalid_grant")
+        )
+
+        samples = parse(harness.text())
+        codes = {
+            dict(labels)["code"]: value
+            for (name, labels), value in samples.items()
+            if name == "codex_lb_lb_mark_permanent_failure_total"
+        }
+        assert codes == {
+            "other": 1000,
+            "invalid_grant": 1,
+            # Every known lost-login code exists from the start, at 0.
+            "account_deactivated": 0,
+            "refresh_token_expired": 0,
+            "refresh_token_invalidated": 0,
+            "refresh_token_reused": 0,
+            "token_expired": 0,
+        }

@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from codex_lb.events import EventBus, Retry, collector_api
+from codex_lb.events import EventBus, Retry
+from codex_lb.events import state as state_module
 from codex_lb.events.collector_api import (
+    COLLECTORS_KEY,
     CollectorContext,
     CollectorError,
     CollectorHost,
     CollectorState,
+    collector_name,
     discover,
     import_collector,
 )
 from codex_lb.events.testing import CollectorHarness
+from codex_lb.sim import Emulator
 from codex_lb.store import Store, open_store
 from collectors import BUILTIN
+from tests.collectors.scrape import parse, scrape_text
+from tests.conftest import LB
 
 
 class Retries:
@@ -174,7 +182,7 @@ class TestState:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Without a flush the delayed writer stores each key's latest value."""
-        monkeypatch.setattr(collector_api, "STATE_WRITE_SECONDS", 0.01)
+        monkeypatch.setattr(state_module, "STATE_WRITE_SECONDS", 0.01)
         store: Store = await open_store(tmp_path / "d")
         try:
             state = await CollectorState.load("c:C", store)
@@ -189,3 +197,81 @@ class TestState:
             await store.close()
 
         assert stored == {"n": 49}
+
+
+DEMO_COLLECTOR = """
+from codex_lb.events.collector_api import CollectorContext
+
+
+class DemoCollector:
+    def register(self, ctx: CollectorContext) -> None:
+        self.requests = ctx.counter(
+            "test_entry_point_requests_total", "Requests seen.", ("api",)
+        )
+
+    def request_finished(self, event) -> None:
+        self.requests.inc(api=event.api)
+"""
+
+
+def install_distribution(where: Path, entry_point: str) -> None:
+    """An installed distribution, as pip leaves one in site-packages: a
+    package and a dist-info folder whose entry_points.txt offers
+    ``entry_point`` in the ``codex_lb.collectors`` group."""
+    package = where / "ep_collector_demo"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(DEMO_COLLECTOR)
+    info = where / "ep_collector_demo-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: ep-collector-demo\nVersion: 1.0\n"
+    )
+    (info / "entry_points.txt").write_text(
+        f"[codex_lb.collectors]\ndemo = {entry_point}\n"
+    )
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder on sys.path for distributions made by the test."""
+    where = tmp_path / "site"
+    where.mkdir()
+    monkeypatch.syspath_prepend(str(where))
+    yield where
+    sys.modules.pop("ep_collector_demo", None)
+
+
+class TestEntryPoints:
+    async def test_collector_from_the_group_is_loaded_and_counts(
+        self, site: Path, make_lb: Any, emulator: Emulator
+    ) -> None:
+        """A collector an installed package offers in ``codex_lb.collectors``
+        is registered after the built-ins and updates its metric."""
+        install_distribution(site, "ep_collector_demo:DemoCollector")
+        lb: LB = await make_lb(emulator)
+
+        response = await lb.client.post(
+            "/backend-api/codex/responses",
+            json={"model": "gpt-5", "input": "hi", "stream": True, "store": False},
+        )
+        await response.read()
+        samples = parse(await scrape_text(lb))
+
+        assert response.status == 200
+        names = [collector_name(c) for c in lb.app[COLLECTORS_KEY].collectors]
+        assert names[-1] == "ep_collector_demo:DemoCollector"
+        assert names[:-1] == [collector_name(c) for c in BUILTIN]
+        key = ("test_entry_point_requests_total", (("api", "codex"),))
+        assert samples[key] == 1
+
+    def test_broken_entry_point_is_one_line_naming_it(self, site: Path) -> None:
+        """An entry point naming a missing class stops start-up naming it."""
+        install_distribution(site, "ep_collector_demo:Missing")
+
+        with pytest.raises(CollectorError) as caught:
+            discover([], BUILTIN)
+
+        assert caught.value.problems == [
+            "entry point 'demo'='ep_collector_demo:Missing': module "
+            "'ep_collector_demo' has no class 'Missing'"
+        ]

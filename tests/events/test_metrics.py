@@ -30,6 +30,25 @@ class TestExposition:
         assert samples(text) == {("codex_lb_x", (("v", nasty),)): 1.0}
         assert "# HELP codex_lb_x Help with \\\\ and\\nnewline." in text
 
+    def test_lone_surrogate_becomes_a_replacement_character(self) -> None:
+        """A label value no UTF-8 encoder accepts (a lone surrogate, as a
+        broken email can hold) is kept with U+FFFD in its place; updating,
+        rendering, parsing and removing the series all work."""
+        registry = MetricRegistry()
+        gauge = registry.gauge("t", "codex_lb_x", "X.", ("display",))
+
+        gauge.set(1, display="a\ud800@x.com")
+        gauge.set(2, display="\udfffb\u00e9")
+        text = registry.render().decode()
+        removed = gauge.remove_where(display="a\ud800@x.com")
+
+        assert samples(text) == {
+            ("codex_lb_x", (("display", "a\ufffd@x.com"),)): 1.0,
+            ("codex_lb_x", (("display", "\ufffdb\u00e9"),)): 2.0,
+        }
+        assert removed == 1
+        assert list(gauge.series()) == [{"display": "\ufffdb\u00e9"}]
+
     def test_counter_is_named_total_once(self) -> None:
         """A counter keeps the name it was given, ``_total`` exactly once."""
         registry = MetricRegistry()
