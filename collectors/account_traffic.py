@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from codex_lb.events import PoolChanged, RequestFinished, Retry, UnpricedSuccess
 from codex_lb.events.collector_api import CollectorContext
+from codex_lb.events.labels import RETRY_CLASSES, UNPRICED_REASONS
 from codex_lb.events.roster import Roster
 
-FAILOVER_CLASSES = ("rate_limit", "quota", "upstream", "transport")
-UNPRICED_REASONS = ("missing_model", "missing_usage", "unknown_pricing")
 STATUSES = ("success", "error")
 
 
@@ -47,7 +46,7 @@ class AccountTraffic:
             self.cost.touch(account_id=account_id)
             for status in STATUSES:
                 self.requests.touch(account_id=account_id, status=status)
-            for error_class in FAILOVER_CLASSES:
+            for error_class in RETRY_CLASSES:
                 self.retries.touch(account_id=account_id, error_class=error_class)
             for reason in UNPRICED_REASONS:
                 self.unpriced.touch(account_id=account_id, reason=reason)

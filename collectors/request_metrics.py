@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from codex_lb.events import RequestFinished, Retry, UnpricedSuccess
 from codex_lb.events.collector_api import CollectorContext, CollectorState
-from codex_lb.events.labels import error_code_label
+from codex_lb.events.labels import RETRY_CLASSES, UNPRICED_REASONS, error_code_label
 from codex_lb.events.metrics import LATENCY_MS_BUCKETS
 
-FAILOVER_CLASSES = ("rate_limit", "quota", "upstream", "transport")
-UNPRICED_REASONS = ("missing_model", "missing_usage", "unknown_pricing")
 ATTEMPT_BUCKETS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0)
 STATUSES = ("success", "error")
 TOKEN_KINDS = ("input", "cached_input", "output", "reasoning")
@@ -74,7 +72,7 @@ class RequestMetrics:
             "Successful requests whose cost is unknown, by reason.",
             ("reason",),
         )
-        for error_class in FAILOVER_CLASSES:
+        for error_class in RETRY_CLASSES:
             self.retries.touch(error_class=error_class)
         for reason in UNPRICED_REASONS:
             self.unpriced.touch(reason=reason)

@@ -30,6 +30,7 @@ CODEX_LB_ERROR_CODES: Final = frozenset(
         "stream_incomplete",
         "stream_idle_timeout",
         "event_too_large",
+        "server_shutdown",
         "response_failed",
         "client_disconnected",
         "internal_error",
@@ -58,6 +59,15 @@ def error_code_label(code: str | None) -> str:
     if code is None or code == "":
         return "unknown"
     return code if code in KNOWN_ERROR_CODES else OTHER
+
+
+# The classes of a failed attempt that a request can leave an account for
+# (SPEC section 5): the failover classes, and ``auth`` when the login is
+# lost for good after a 401 and the request moves on.
+RETRY_CLASSES: Final = ("rate_limit", "quota", "auth", "upstream", "transport")
+
+# The reasons a success can be unpriced (SPEC section 6).
+UNPRICED_REASONS: Final = ("missing_model", "missing_usage", "unknown_pricing")
 
 
 # Where a selection looked and what came of it (``account_selected``): the

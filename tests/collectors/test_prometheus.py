@@ -323,14 +323,16 @@ class Workload:
         await self.send(B, model="gpt-5-mini")
 
         # C serves once, then its token is revoked and its refresh token
-        # refused: the client gets the 401, and C needs a new login.
+        # refused: C needs a new login and the request moves on to the full
+        # pool, where B (the least used; A sits at the top) answers.
         await self.only(C)
         await self.send(C)
         self.emu.revoke_access_token(C)
         self.emu.add_fault(C, Fault.status(400, {"error": "invalid_grant"}), "token")
         await self.send(
-            C,
-            status=401,
+            B,
+            selections=FAILED_OVER,
+            retry=(C, "auth"),
             marks=("permanent_failure",),
             lost_login="invalid_grant",
         )
@@ -470,7 +472,7 @@ class TestSeedOnPrometheus:
         errors = sum(
             n for (status, _m, _a), n in e.requests.items() if status == "error"
         )
-        assert total_requests == 15 and errors == 2
+        assert total_requests == 15 and errors == 1
 
         # Gauges: the last weekly percent the emulator reported per account
         # (B read again after its reset; A and C not).
@@ -545,7 +547,7 @@ class TestSeedOnPrometheus:
             "sum by (error_class) (rate(codex_lb_proxy_retries_total[5m]))",
             {
                 f"error_class={c}": e.retries[c] / 300
-                for c in ("rate_limit", "quota", "upstream", "transport")
+                for c in ("rate_limit", "quota", "auth", "upstream", "transport")
             },
         )
         same(

@@ -113,7 +113,7 @@ def selection_values(path: Path) -> tuple[set[str], set[str]]:
     """The pools and outcomes ``path`` publishes in ``account_selected``:
     literals given as ``pool=``/``outcome=``, assigned to ``outcome`` or
     ``pool``, passed as a pool to ``_select_from``, or returned by
-    ``_why_none``."""
+    ``why_none``."""
     pools: set[str] = set()
     outcomes: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -131,7 +131,7 @@ def selection_values(path: Path) -> tuple[set[str], set[str]]:
             names = {name_of(t) for t in node.targets}
             if "outcome" in names:
                 outcomes |= set(strings(node.value))
-        elif isinstance(node, ast.FunctionDef) and node.name == "_why_none":
+        elif isinstance(node, ast.FunctionDef) and node.name.endswith("why_none"):
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Return):
                     outcomes |= set(strings(sub.value))
@@ -142,7 +142,12 @@ class TestSelectionValues:
     def test_every_pool_and_outcome_the_pool_publishes_is_listed(self) -> None:
         """The routing collector makes each pool and outcome exist at 0; the
         lists it uses hold everything the account pool publishes."""
-        pools, outcomes = selection_values(ROOT / "codex_lb/accounts/pool.py")
+        pools: set[str] = set()
+        outcomes: set[str] = set()
+        for path in (ROOT / "codex_lb/accounts").glob("*.py"):
+            found = selection_values(path)
+            pools |= found[0]
+            outcomes |= found[1]
 
         assert pools == set(SELECTION_POOLS)
         assert outcomes == set(SELECTION_OUTCOMES)
