@@ -40,7 +40,6 @@ from codex_lb.events import (
 from codex_lb.events.collector_api import CollectorError, CollectorHost
 from codex_lb.events.records import EVENT_NAMES
 from codex_lb.sim import Emulator, Fault
-from tests.collectors.prometheus_server import free_port
 from tests.conftest import LB
 from tests.events.raising_collectors import (
     CrashingLoop,
@@ -48,6 +47,7 @@ from tests.events.raising_collectors import (
     RaisingAsync,
     RaisingSync,
 )
+from tests.prometheus import free_port
 
 CODEX = "/backend-api/codex/responses"
 A, B = "a@example.com", "b@example.com"

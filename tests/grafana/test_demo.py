@@ -12,7 +12,7 @@ import socket
 import pytest
 
 from tests.compose.helpers import ROOT, load_script, tool
-from tests.grafana.prometheus import free_port
+from tests.prometheus import free_port
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.timeout(120)]
 

@@ -46,7 +46,7 @@ from tests.grafana.dashboards import (
     targets,
     without_model_filter,
 )
-from tests.grafana.prometheus import (
+from tests.prometheus import (
     Prometheus,
     PromQLError,
     history_text,

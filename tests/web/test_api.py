@@ -18,6 +18,7 @@ from codex_lb.store import open_store
 from codex_lb.web.api import LOGINS_KEY
 from tests.accounts.test_oauth import play_browser
 from tests.conftest import LB
+from tests.prometheus import free_port
 from tests.proxy.test_relay import turn
 
 CODEX = "/backend-api/codex/responses"
@@ -425,12 +426,6 @@ class TestImport:
         assert data["error"]["code"] == "invalid_auth_file"
         assert data["error"]["message"].startswith("bad.json: not JSON:")
         assert len(lb.pool.accounts) == 2
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def login_outcome(lb: LB, flow_id: str) -> Any:

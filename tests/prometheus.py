@@ -1,4 +1,10 @@
-"""A real Prometheus (Debian's package) for tests, scraping codex-lb."""
+"""A real Prometheus (Debian's package) for tests, on loopback.
+
+Every test that needs Prometheus starts it here: scraping codex-lb every
+second (`scraping`), with the compose stack's scrape job and rules
+(`running_prometheus`), or holding synthetic history written by promtool
+(`prometheus_with_history`).
+"""
 
 from __future__ import annotations
 
@@ -64,6 +70,30 @@ class Prometheus:
         async with self.session.get(f"{self.url}{path}") as response:
             return (await response.json())["data"]
 
+    async def values(self, expr: str, at: float | None = None) -> dict[str, float]:
+        """`expr`'s result as {sorted label text: value}, without the labels
+        Prometheus adds itself."""
+        out = {}
+        for item in await self.query(expr, at):
+            labels = ",".join(
+                f"{k}={v}"
+                for k, v in sorted(item["metric"].items())
+                if k not in ("__name__", "instance", "job")
+            )
+            out[labels] = float(item["value"][1])
+        return out
+
+    async def wait_for(self, expr: str, ok: Any, seconds: float = 20.0) -> Any:
+        """Poll `expr` until `ok(values)` holds; the last values."""
+        deadline = time.monotonic() + seconds
+        while True:
+            got = await self.values(expr)
+            if ok(got):
+                return got
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting on {expr}: {got}")
+            await asyncio.sleep(0.1)
+
     async def wait_for_scrapes(self, count: int, after: float) -> None:
         """Wait until `count` scrapes of codex-lb ended after `after` (epoch)."""
         deadline = time.monotonic() + 30
@@ -83,6 +113,25 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@contextlib.asynccontextmanager
+async def scraping(
+    work: Path, target: str, metrics_path: str = "/metrics"
+) -> AsyncIterator[Prometheus]:
+    """Prometheus scraping `target` every second, nothing else configured."""
+    config = (
+        "global:\n"
+        "  scrape_interval: 1s\n"
+        "  evaluation_interval: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: codex-lb\n"
+        f"    metrics_path: {metrics_path}\n"
+        "    static_configs:\n"
+        f"      - targets: ['{target}']\n"
+    )
+    async with serving(work, config, work / "tsdb") as prometheus:
+        yield prometheus
 
 
 @contextlib.asynccontextmanager
