@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from codex_lb.logs import (
     redact_secrets,
     redact_text,
     remember_secret,
+    render_json,
 )
 
 
@@ -195,3 +197,49 @@ class TestKnownSecrets:
         assert redact_bytes(b'{"m": "saw Ad93opaqueAdmin7"}') == (
             b'{"m": "saw ' + REDACTED.encode() + b'"}'
         )
+
+    def test_a_text_seen_before_its_secret_was_remembered_is_blanked_after(
+        self,
+    ) -> None:
+        """Short texts are redacted once and the result kept: remembering a
+        new secret makes every kept text count again."""
+        text = "account Kp20lateSecret9 refreshed"
+        assert redact_text(text) == text
+
+        remember_secret("Kp20lateSecret9")
+
+        assert redact_text(text) == f"account {REDACTED} refreshed"
+
+    def test_a_secret_remembered_again_is_known_already(self) -> None:
+        """Adding a secret twice says it is new only the first time."""
+        known = KnownSecrets()
+
+        assert known.add("Wd55twiceSeen1") is True
+        assert known.add("Wd55twiceSeen1") is False
+        assert known.add("pa$$ word!43") is True
+        assert known.add("pa$$ word!43") is False
+
+
+class TestRenderJson:
+    def test_writes_one_json_line_of_the_fields(self) -> None:
+        """Plain fields come out as JSON with their types, in order."""
+        line = render_json(None, "info", {"event": "x", "n": 1, "f": 0.5, "z": None})
+
+        assert json.loads(line) == {"event": "x", "n": 1, "f": 0.5, "z": None}
+        assert "\n" not in line
+
+    def test_what_orjson_refuses_is_still_written(self) -> None:
+        """A lone surrogate, an integer past 64 bits and an object that is not
+        JSON: the line is written all the same."""
+        odd = object()
+
+        line = render_json(
+            None, "info", {"event": "x", "s": "a\ud800b", "big": 2**70, "o": odd}
+        )
+
+        assert json.loads(line) == {
+            "event": "x",
+            "s": "a\ud800b",
+            "big": 2**70,
+            "o": repr(odd),
+        }
