@@ -48,7 +48,8 @@ class HookRunner:
         except HOOK_ERRORS as exc:
             self.report(owner, hook, exc)
             return
-        if inspect.isawaitable(result):
+        # Most handlers are plain and return None: no awaitable to look for.
+        if result is not None and inspect.isawaitable(result):
             self.spawn(owner, hook, result)
 
     def spawn(self, owner: str, hook: str, awaitable: Awaitable[Any]) -> None:
