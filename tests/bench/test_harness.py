@@ -45,4 +45,9 @@ class TestSmokeRun:
         assert out["memory"]["reference"]["completed"] == 20
         assert out["metrics"]["accounts"] == 12
         assert out["request_log_rows_per_second"] > 0
+        # Both targets' event-loop lag, scraped in every server phase.
+        for phase in ("throughput", "long", "slow"):
+            for target in ("codex-lb", "reference"):
+                lags = out["lag"][phase][target]
+                assert lags and all(0 <= lag < 5 for lag in lags), (phase, target)
         assert list(scratch.iterdir()) == []
