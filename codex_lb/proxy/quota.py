@@ -8,6 +8,7 @@ the accounts that can serve.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 
@@ -42,7 +43,25 @@ class AnswerQuota:
         the account's last reading stays true) without being merged or
         stored again: the store keeps changes, the events every reading.
         """
-        reading = reading_from_headers(headers, self._clock())
+        self._take(account, headers, self._clock())
+
+    def ingest_soon(
+        self, account: Account, headers: Mapping[str, str]
+    ) -> Callable[[], None]:
+        """:meth:`ingest`, once the relay next waits (after the answer's first
+        bytes, when they came with the headers); returns the call that takes
+        the reading at once if it has not run yet, which the relay makes
+        before the attempt's own events, so their order stays.
+
+        Taking a reading (publishing it through every collector) was a tenth
+        of the time to the first byte.
+        """
+        pending = _Pending(self, account, headers, self._clock())
+        asyncio.get_running_loop().call_soon(pending)
+        return pending
+
+    def _take(self, account: Account, headers: Mapping[str, str], now: float) -> None:
+        reading = reading_from_headers(headers, now)
         if reading is None:
             return
         old = account.quota
@@ -68,6 +87,29 @@ class AnswerQuota:
             cached = (self._pool.version, now, quota)
             self._pool_quota = cached
         return cached[2]
+
+
+class _Pending:
+    """One answer's reading, taken by whichever call comes first."""
+
+    __slots__ = ("_account", "_headers", "_now", "_quota")
+
+    def __init__(
+        self,
+        quota: AnswerQuota,
+        account: Account,
+        headers: Mapping[str, str],
+        now: float,
+    ) -> None:
+        self._quota: AnswerQuota | None = quota
+        self._account = account
+        self._headers = headers
+        self._now = now
+
+    def __call__(self) -> None:
+        quota, self._quota = self._quota, None
+        if quota is not None:
+            quota._take(self._account, self._headers, self._now)
 
 
 def _same_windows(old: QuotaReading, new: QuotaReading) -> bool:
