@@ -722,6 +722,24 @@ class TestEvents:
         assert observed == sorted(observed)
         assert len(await lb.store.quota_history(a)) == 1
 
+    async def test_the_reading_is_published_before_the_attempt_ends(
+        self, lb: LB
+    ) -> None:
+        """An answer's reading is taken after its first bytes, but always
+        before its attempt_finished and request_finished events."""
+        await only(lb, "a@example.com")
+
+        for _ in range(3):
+            response = await lb.client.post(CODEX, json=turn())
+            await response.read()
+
+        names = [
+            e.name
+            for e in lb.recorder.events
+            if e.name in ("quota_snapshot", "attempt_finished", "request_finished")
+        ]
+        assert names == ["quota_snapshot", "attempt_finished", "request_finished"] * 3
+
     async def test_unknown_model_is_unpriced(self, lb: LB) -> None:
         """A success on an unpriced model fires unpriced_success."""
         lb.emulator.models.append("house-model")
