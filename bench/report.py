@@ -105,9 +105,10 @@ def table(args: Any, out: dict[str, Any]) -> str:
         rows += _inprocess_rows(args, out)
     if "ttfb_ms" in out:
         notes.append(
-            "TTFB: time to the first body byte, sequential requests, "
-            f"{args.rounds} per target, order rotating each round; added TTFB "
-            "is each request's time minus the direct call of the same round"
+            "TTFB: time to the first body byte (and to the first content "
+            f"event), sequential requests, {args.rounds} per target, order "
+            "rotating each round; an added time is each request's time minus "
+            "the direct call of the same round"
         )
     before, after = out["load_before"][0], out["load_after"][0]
     notes.append(
@@ -123,37 +124,48 @@ def _cores() -> int:
 
 
 def _ttfb_rows(out: dict[str, Any]) -> list[Row]:
-    ttfb = out["ttfb_ms"]
-    paired = out["ttfb_added_ms"]
-    added = {
-        q: {n: paired[n][q] for n in ("codex-lb", "reference")} for q in ("p50", "p99")
-    }
+    def added(key: str, q: str) -> tuple[float, float]:
+        paired = out[f"{key}_added_ms"]
+        return paired["codex-lb"][q], paired["reference"][q]
+
+    direct, direct_content = out["ttfb_ms"]["direct"], out["ttfc_ms"]["direct"]
     return [
         Row(
             "TTFB calling the emulator directly, p50",
             "ms",
-            ttfb["direct"]["p50"],
+            direct["p50"],
             digits=3,
-            note=f"p99 {ttfb['direct']['p99']:.3f} ms",
+            note=f"p99 {direct['p99']:.3f} ms; to the first content event "
+            f"p50 {direct_content['p50']:.3f}, p99 {direct_content['p99']:.3f} ms",
         ),
         Row(
-            "added TTFB p50",
+            "added time to first content event p50",
             "ms",
-            added["p50"]["codex-lb"],
-            added["p50"]["reference"],
+            *added("ttfc", "p50"),
             "<= 1.3x ref",
             lambda lb, ref: lb <= 1.3 * ref,
             3,
+            note="the end of the first event that is not response.created or "
+            "response.in_progress: codex-lb holds those two back until it "
+            "(SPEC section 5), so this is also its first byte",
         ),
         Row(
-            "added TTFB p99",
+            "added time to first content event p99",
             "ms",
-            added["p99"]["codex-lb"],
-            added["p99"]["reference"],
+            *added("ttfc", "p99"),
             "< 5 ms",
             lambda lb, _ref: lb < 5.0,
             3,
         ),
+        Row(
+            "added time to first byte p50",
+            "ms",
+            *added("ttfb", "p50"),
+            digits=3,
+            note="the reference's first byte is response.created, sent at once; "
+            "codex-lb's is the first content event",
+        ),
+        Row("added time to first byte p99", "ms", *added("ttfb", "p99"), digits=3),
     ]
 
 

@@ -37,6 +37,11 @@ class TestSmokeRun:
         out = json.loads(figures.read_text())
         assert set(out["ttfb_ms"]) == {"direct", "codex-lb", "reference"}
         assert set(out["ttfb_added_ms"]) == {"codex-lb", "reference"}
+        assert set(out["ttfc_ms"]) == {"direct", "codex-lb", "reference"}
+        assert set(out["ttfc_added_ms"]) == {"codex-lb", "reference"}
+        # The first content event never comes before the first byte.
+        for target, figures in out["ttfc_ms"].items():
+            assert figures["p50"] >= out["ttfb_ms"][target]["p50"], target
         assert set(out["throughput"]) == {"4", "8"}
         # 20 text deltas, plus created, in_progress, item and part added,
         # text, part and item done, and completed.
