@@ -35,6 +35,7 @@ class AnswerQuota:
         self._bus = bus
         self._clock = clock
         self._pool_quota: tuple[int, float, PoolQuota] | None = None
+        self._headers: tuple[PoolQuota, int, dict[str, str]] | None = None
 
     def ingest(self, account: Account, headers: Mapping[str, str]) -> None:
         """Take the reading an answer's headers carry; publish each one.
@@ -72,8 +73,19 @@ class AnswerQuota:
         self._pool.take_reading(account, reading)
 
     def pool_headers(self) -> dict[str, str]:
-        """The pool's ``x-codex-*`` quota headers as of now."""
-        return quota_headers(self._current(), self._clock())
+        """The pool's ``x-codex-*`` quota headers as of now.
+
+        Written once per second of the clock for the same pool quota (the
+        seconds until a reset are whole seconds; every answer asks).
+        """
+        now = self._clock()
+        quota = self._current()
+        second = int(now)
+        cached = self._headers
+        if cached is None or cached[0] is not quota or cached[1] != second:
+            cached = (quota, second, quota_headers(quota, now))
+            self._headers = cached
+        return dict(cached[2])
 
     def _current(self) -> PoolQuota:
         now = time.monotonic()
