@@ -114,12 +114,16 @@ class CollectorHost:
         for state in self._states:
             await state.flush()
 
-    def render(self) -> bytes:
-        """The exposition, after each collector's ``collect`` (scrape time)."""
+    def collect(self) -> None:
+        """Call each collector's ``collect``: what a scrape does first."""
         for collector in self._collectors:
             collect = getattr(collector, "collect", None)
             if collect is not None:
                 self.bus.hooks.call(collector_name(collector), "collect", collect)
+
+    def render(self) -> bytes:
+        """The exposition, after each collector's ``collect`` (scrape time)."""
+        self.collect()
         return self.registry.render()
 
 
