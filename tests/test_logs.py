@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from structlog.processors import TimeStamper
 
 from codex_lb.logs import (
     REDACTED,
     KnownSecrets,
+    add_timestamp,
     redact_bytes,
     redact_secrets,
     redact_text,
@@ -243,3 +248,27 @@ class TestRenderJson:
             "big": 2**70,
             "o": repr(odd),
         }
+
+
+class TestTimestamp:
+    def test_iso_utc_to_the_microsecond_like_structlogs(self) -> None:
+        """The same shape as structlog's TimeStamper(fmt="iso", utc=True), and
+        the same instant within the time between the two calls."""
+        theirs = TimeStamper(fmt="iso", utc=True)(None, "info", {})["timestamp"]
+        ours = add_timestamp(None, "info", {})["timestamp"]
+
+        shape = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
+        assert re.fullmatch(shape, ours) and re.fullmatch(shape, theirs)
+        parsed = [
+            datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (theirs, ours)
+        ]
+        assert timedelta(0) <= parsed[1] - parsed[0] < timedelta(seconds=1)
+
+    def test_a_new_second_is_written_anew(self) -> None:
+        """Two stamps a second apart differ in their seconds, not only in
+        the fraction (the second is formatted once and kept)."""
+        first = add_timestamp(None, "info", {})["timestamp"]
+        time.sleep(1.01)
+        second = add_timestamp(None, "info", {})["timestamp"]
+
+        assert first[:19] != second[:19]
