@@ -33,6 +33,7 @@ from bench.services import Stack, cpu_seconds, rss_bytes
 CODEX_PATH = "/backend-api/codex/responses"
 PHASES = ("short", "long", "slow", "inprocess")
 LAG_METRIC = re.compile(rb"^codex_lb_event_loop_lag_seconds(?:\{[^}]*\})? (\S+)", re.M)
+LAG_TARGETS = ("codex-lb", "reference")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -76,7 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class LagWatcher:
-    """Scrapes codex-lb's event-loop lag gauge while load runs; keeps the max."""
+    """Scrapes a target's event-loop lag gauge while load runs.
+
+    Both codex-lb and the reference probe the loop every 25 ms and show the
+    longest lateness since the previous scrape, so each scrape covers the
+    half second before it; the first scrape only starts the period.
+    """
 
     INTERVAL_SECONDS = 0.5
     MAX_SAMPLES = 2000
@@ -90,25 +96,51 @@ class LagWatcher:
     def start(self) -> None:
         self._task = asyncio.create_task(self._watch(), name="lag-watcher")
 
-    async def stop(self) -> None:
+    async def stop(self) -> list[float]:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        return self.samples
+
+    async def _scrape(self, session: aiohttp.ClientSession) -> float | None:
+        try:
+            async with session.get(self._url) as response:
+                text = await response.read()
+        except aiohttp.ClientError:
+            text = b""
+        match = LAG_METRIC.search(text)
+        return None if match is None else float(match.group(1))
 
     async def _watch(self) -> None:
         async with aiohttp.ClientSession() as session:
+            if await self._scrape(session) is None:
+                self.available = False
+                return
             for _ in range(self.MAX_SAMPLES):
-                try:
-                    async with session.get(self._url) as response:
-                        text = await response.read()
-                except aiohttp.ClientError:
-                    text = b""
-                match = LAG_METRIC.search(text)
-                if match is None:
-                    self.available = False
-                    return
-                self.samples.append(float(match.group(1)))
                 await asyncio.sleep(self.INTERVAL_SECONDS)
+                value = await self._scrape(session)
+                if value is not None:
+                    self.samples.append(value)
+
+
+class LagWatchers:
+    """One :class:`LagWatcher` per target of a stack."""
+
+    def __init__(self, stack: Stack, names: tuple[str, ...] = LAG_TARGETS) -> None:
+        bases = {"codex-lb": stack.lb_url, "reference": stack.ref_url}
+        self.watchers = {name: LagWatcher(bases[name] + "/metrics") for name in names}
+
+    def start(self) -> None:
+        for watcher in self.watchers.values():
+            watcher.start()
+
+    async def stop(self, out: dict[str, Any], phase: str) -> None:
+        """Record each target's samples under ``out["lag"][phase]``."""
+        figures = out["lag"].setdefault(phase, {})
+        for name, watcher in self.watchers.items():
+            figures.setdefault(name, []).extend(await watcher.stop())
+            if name == "codex-lb" and not watcher.available:
+                out["lag_available"] = False
 
 
 async def phase_short(
@@ -125,19 +157,21 @@ async def phase_short(
         "codex-lb": stack.lb_url + CODEX_PATH,
         "reference": stack.ref_url + CODEX_PATH,
     }
-    samples = await load.ttfb(targets, headers, args.rounds, args.warmup)
-    out["ttfb_ms"] = {name: load.summary(values) for name, values in samples.items()}
-    # Added time per round (each target minus the direct call of that round),
-    # so p99 is of the added time itself, not a difference of two tails.
-    out["ttfb_added_ms"] = {
-        name: load.summary(
-            [t - d for t, d in zip(samples[name], samples["direct"], strict=True)]
-        )
-        for name in ("codex-lb", "reference")
-    }
+    first, content = await load.ttfb(targets, headers, args.rounds, args.warmup)
+    for key, samples in (("ttfb", first), ("ttfc", content)):
+        out[f"{key}_ms"] = {name: load.summary(v) for name, v in samples.items()}
+        # Added time per round (each target minus the direct call of that
+        # round), so p99 is of the added time itself, not a difference of
+        # two tails.
+        out[f"{key}_added_ms"] = {
+            name: load.summary(
+                [t - d for t, d in zip(samples[name], samples["direct"], strict=True)]
+            )
+            for name in ("codex-lb", "reference")
+        }
 
-    watcher = LagWatcher(stack.lb_url + "/metrics")
-    watcher.start()
+    watchers = LagWatchers(stack)
+    watchers.start()
     meter = load.Throughput(work / "short", headers, use_wrk=not args.no_wrk)
     out["throughput_client"] = meter.client
     pids = {"codex-lb": stack.service("codex-lb").pid}
@@ -165,9 +199,7 @@ async def phase_short(
             **{name: statistics.median(v) for name, v in rates.items()},
             "cpu_us": {name: statistics.median(v) for name, v in cpu.items()},
         }
-    await watcher.stop()
-    out["lag"]["throughput"] = watcher.samples
-    out["lag_available"] = watcher.available
+    await watchers.stop(out, "throughput")
 
     out["metrics"] = await measure_metrics(args, stack)
     stack.stop()
@@ -215,8 +247,8 @@ async def phase_long(args: argparse.Namespace, work: Path, out: dict[str, Any]) 
     url = stack.sim_url + CODEX_PATH
     events = await load.events_per_answer(url, headers, load.LONG_PROMPT)
     meter = load.Throughput(directory, headers, use_wrk=not args.no_wrk)
-    watcher = LagWatcher(stack.lb_url + "/metrics")
-    watcher.start()
+    watchers = LagWatchers(stack)
+    watchers.start()
     rates: dict[str, list[float]] = {"codex-lb": [], "reference": []}
     for repeat in range(args.repeats):
         order = [("codex-lb", stack.lb_url), ("reference", stack.ref_url)]
@@ -226,8 +258,7 @@ async def phase_long(args: argparse.Namespace, work: Path, out: dict[str, Any]) 
             )
             rates[name].append(rate * events)
     direct = await meter.run(url, args.long_concurrency, args.seconds, load.LONG_PROMPT)
-    await watcher.stop()
-    out["lag"]["long"] = watcher.samples
+    await watchers.stop(out, "long")
     out["events_per_answer"] = events
     out["events_per_second"] = {
         "direct": direct * events,
@@ -256,9 +287,8 @@ async def phase_slow(args: argparse.Namespace, work: Path, out: dict[str, Any]) 
         pid = stack.service(name).pid
         idle, _ = rss_bytes(pid)
         peak = idle
-        watcher = LagWatcher(stack.lb_url + "/metrics")
-        if name == "codex-lb":
-            watcher.start()
+        watchers = LagWatchers(stack, (name,))
+        watchers.start()
 
         async def sample(pid: int = pid) -> None:
             # Sample while every stream is open, then keep the kernel's peak.
@@ -271,9 +301,7 @@ async def phase_slow(args: argparse.Namespace, work: Path, out: dict[str, Any]) 
             base + CODEX_PATH, headers, args.streams, sample, timeout
         )
         peak = max(peak, rss_bytes(pid)[1])
-        await watcher.stop()
-        if name == "codex-lb":
-            out["lag"]["slow"] = watcher.samples
+        await watchers.stop(out, "slow")
         out["memory"][name] = {
             "idle": idle,
             "peak": peak,

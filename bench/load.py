@@ -47,34 +47,59 @@ def connector(limit: int = 0) -> aiohttp.TCPConnector:
     return aiohttp.TCPConnector(limit=limit, force_close=False)
 
 
+# Content-free events a proxy may hold back (SPEC section 5): codex-lb sends
+# them with the first event that carries content, the reference at once.
+OPENING_EVENTS = (b"response.created", b"response.in_progress")
+
+
 async def first_byte_ms(
     session: aiohttp.ClientSession,
     url: str,
     payload: bytes,
     headers: Mapping[str, str],
-) -> float:
-    """Milliseconds until the first body byte; the rest is read and dropped."""
+) -> tuple[float, float]:
+    """Milliseconds until the first body byte, and until the end of the
+    first event that is not an opening one; the rest is read and dropped."""
     started = time.perf_counter()
+    first = content = 0.0
     async with session.post(url, data=payload, headers=headers) as response:
-        await response.content.readany()
-        elapsed = time.perf_counter() - started
+        seen = b""
+        async for chunk in response.content.iter_any():
+            if not first:
+                first = time.perf_counter() - started
+            seen += chunk
+            if _has_content_event(seen):
+                content = time.perf_counter() - started
+                break
         await response.read()
-        if response.status != 200:
-            raise RuntimeError(f"{url} answered {response.status}")
-    return elapsed * 1000
+        if response.status != 200 or not content:
+            raise RuntimeError(f"{url} answered {response.status}, no content")
+    return first * 1000, content * 1000
+
+
+def _has_content_event(stream: bytes) -> bool:
+    """Whether ``stream`` holds a whole event other than the opening ones."""
+    *events, _rest = stream.split(b"\n\n")
+    for event in events:
+        name = event.partition(b"\n")[0].removeprefix(b"event:").strip()
+        if name and name not in OPENING_EVENTS:
+            return True
+    return False
 
 
 async def ttfb(
     targets: Mapping[str, str], headers: Mapping[str, str], rounds: int, warmup: int
-) -> dict[str, list[float]]:
-    """Sequential requests, one per target per round, order rotating each round.
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Sequential requests, one per target per round, order rotating each round;
+    (times to first byte, times to first content event) per target.
 
     Rotating means no target always follows the same one, so a slow moment
     of the machine lands on every target alike.
     """
     names = list(targets)
     payload = body(SHORT_PROMPT)
-    samples: dict[str, list[float]] = {name: [] for name in names}
+    first: dict[str, list[float]] = {name: [] for name in names}
+    content: dict[str, list[float]] = {name: [] for name in names}
     async with aiohttp.ClientSession(connector=connector()) as session:
         for _ in range(warmup):
             for name in names:
@@ -82,10 +107,12 @@ async def ttfb(
         for index in range(rounds):
             shift = index % len(names)
             for name in names[shift:] + names[:shift]:
-                samples[name].append(
-                    await first_byte_ms(session, targets[name], payload, headers)
+                byte, event = await first_byte_ms(
+                    session, targets[name], payload, headers
                 )
-    return samples
+                first[name].append(byte)
+                content[name].append(event)
+    return first, content
 
 
 class Throughput:

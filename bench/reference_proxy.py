@@ -2,18 +2,24 @@
 
 Every request goes to the same path on UPSTREAM with the client's headers,
 through one shared client session; the answer streams back chunk by chunk.
-No accounts, no parsing, no logs.
+No accounts, no parsing, no logs. ``GET /metrics`` gives only the event
+loop lag, probed as codex-lb probes it (every 25 ms, the longest lateness
+since the previous scrape), so the bench compares stalls too.
 
     python bench/reference_proxy.py PORT UPSTREAM   # http://127.0.0.1:8765
 """
 
+import asyncio
 import sys
+import time
 
 import aiohttp
 from aiohttp import web
 
 DROP = {"host", "content-length", "transfer-encoding", "connection"}
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+WORST_LAG = web.AppKey("worst_lag", list)
+PROBE_SECONDS = 0.025
 
 
 async def forward(request: web.Request) -> web.StreamResponse:
@@ -30,13 +36,35 @@ async def forward(request: web.Request) -> web.StreamResponse:
         return response
 
 
+async def probe_lag(app: web.Application):
+    async def probe() -> None:
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(PROBE_SECONDS)
+            late = time.monotonic() - started - PROBE_SECONDS
+            app[WORST_LAG][0] = max(app[WORST_LAG][0], late)
+
+    task = asyncio.create_task(probe())
+    yield
+    task.cancel()
+
+
+async def lag(request: web.Request) -> web.Response:
+    worst = request.app[WORST_LAG][0]
+    request.app[WORST_LAG][0] = 0.0
+    return web.Response(text=f"codex_lb_event_loop_lag_seconds {worst!r}\n")
+
+
 async def make_app(upstream: str) -> web.Application:
     app = web.Application(client_max_size=64 << 20)
     connector = aiohttp.TCPConnector(limit=0)
     app[SESSION] = aiohttp.ClientSession(
         upstream, connector=connector, auto_decompress=False
     )
+    app[WORST_LAG] = [0.0]
     app.on_cleanup.append(lambda app: app[SESSION].close())
+    app.cleanup_ctx.append(probe_lag)
+    app.router.add_get("/metrics", lag)
     app.router.add_route("*", "/{path:.*}", forward)
     return app
 

@@ -105,9 +105,10 @@ def table(args: Any, out: dict[str, Any]) -> str:
         rows += _inprocess_rows(args, out)
     if "ttfb_ms" in out:
         notes.append(
-            "TTFB: time to the first body byte, sequential requests, "
-            f"{args.rounds} per target, order rotating each round; added TTFB "
-            "is each request's time minus the direct call of the same round"
+            "TTFB: time to the first body byte (and to the first content "
+            f"event), sequential requests, {args.rounds} per target, order "
+            "rotating each round; an added time is each request's time minus "
+            "the direct call of the same round"
         )
     before, after = out["load_before"][0], out["load_after"][0]
     notes.append(
@@ -123,37 +124,48 @@ def _cores() -> int:
 
 
 def _ttfb_rows(out: dict[str, Any]) -> list[Row]:
-    ttfb = out["ttfb_ms"]
-    paired = out["ttfb_added_ms"]
-    added = {
-        q: {n: paired[n][q] for n in ("codex-lb", "reference")} for q in ("p50", "p99")
-    }
+    def added(key: str, q: str) -> tuple[float, float]:
+        paired = out[f"{key}_added_ms"]
+        return paired["codex-lb"][q], paired["reference"][q]
+
+    direct, direct_content = out["ttfb_ms"]["direct"], out["ttfc_ms"]["direct"]
     return [
         Row(
             "TTFB calling the emulator directly, p50",
             "ms",
-            ttfb["direct"]["p50"],
+            direct["p50"],
             digits=3,
-            note=f"p99 {ttfb['direct']['p99']:.3f} ms",
+            note=f"p99 {direct['p99']:.3f} ms; to the first content event "
+            f"p50 {direct_content['p50']:.3f}, p99 {direct_content['p99']:.3f} ms",
         ),
         Row(
-            "added TTFB p50",
+            "added time to first content event p50",
             "ms",
-            added["p50"]["codex-lb"],
-            added["p50"]["reference"],
+            *added("ttfc", "p50"),
             "<= 1.3x ref",
             lambda lb, ref: lb <= 1.3 * ref,
             3,
+            note="the end of the first event that is not response.created or "
+            "response.in_progress: codex-lb holds those two back until it "
+            "(SPEC section 5), so this is also its first byte",
         ),
         Row(
-            "added TTFB p99",
+            "added time to first content event p99",
             "ms",
-            added["p99"]["codex-lb"],
-            added["p99"]["reference"],
+            *added("ttfc", "p99"),
             "< 5 ms",
             lambda lb, _ref: lb < 5.0,
             3,
         ),
+        Row(
+            "added time to first byte p50",
+            "ms",
+            *added("ttfb", "p50"),
+            digits=3,
+            note="the reference's first byte is response.created, sent at once; "
+            "codex-lb's is the first content event",
+        ),
+        Row("added time to first byte p99", "ms", *added("ttfb", "p99"), digits=3),
     ]
 
 
@@ -221,22 +233,36 @@ def _memory_rows(args: Any, out: dict[str, Any]) -> list[Row]:
 
 
 def _lag_rows(out: dict[str, Any]) -> list[Row]:
-    lag: dict[str, list[float]] = out["lag"]
-    worst = {phase: max(values) * 1000 for phase, values in lag.items() if values}
-    available = out.get("lag_available", True) and bool(worst)
+    lag: dict[str, dict[str, list[float]]] = out["lag"]
+    worst: dict[str, dict[str, float]] = {
+        name: {
+            phase: max(targets[name]) * 1000
+            for phase, targets in lag.items()
+            if targets.get(name)
+        }
+        for name in ("codex-lb", "reference")
+    }
+    lb, ref = worst["codex-lb"], worst["reference"]
+    available = out.get("lag_available", True) and bool(lb)
+    scrapes = sum(len(v) for targets in lag.values() for v in targets.values())
+    by_phase = ", ".join(
+        f"{phase} {ms:.1f}" + (f" / {ref[phase]:.1f}" if phase in ref else "")
+        for phase, ms in lb.items()
+    )
     return [
         Row(
             "longest event-loop stall under load",
             "ms",
-            max(worst.values()) if available else None,
+            max(lb.values()) if available else None,
+            max(ref.values()) if ref else None,
             target="<= 50 ms",
             met=lambda lb, _ref: lb <= 50,
             digits=1,
             note=(
-                f"max of {sum(map(len, lag.values()))} scrapes of "
-                "codex_lb_event_loop_lag_seconds (one probe each 0.5 s); worst "
-                "by phase: "
-                + ", ".join(f"{phase} {ms:.1f} ms" for phase, ms in worst.items())
+                f"max of {scrapes} scrapes of codex_lb_event_loop_lag_seconds "
+                "every 0.5 s (the longest lag of a 25 ms probe since the "
+                "previous scrape; the reference runs the same probe); worst by "
+                f"phase, codex-lb / reference, ms: {by_phase}"
                 if available
                 else "codex_lb_event_loop_lag_seconds not in /metrics"
             ),

@@ -194,6 +194,9 @@ class Stack:
                 "pro",
                 "--auth-dir",
                 str(auth_dir),
+                # The real upstream reports whole percents: a reading changes
+                # about once per percent point, not with every answer.
+                "--whole-percents",
                 *self.sim_args,
             ],
             dict(os.environ),

@@ -11,14 +11,17 @@ string with no telltale prefix.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 import threading
+import time
 from collections.abc import MutableMapping
 from types import TracebackType
 from typing import Any
 
+import orjson
 import structlog
 import structlog.stdlib
 
@@ -77,20 +80,21 @@ class KnownSecrets:
     def __len__(self) -> int:
         return len(self._runs) + len(self._others)
 
-    def add(self, secret: str | None) -> None:
+    def add(self, secret: str | None) -> bool:
+        """Remember ``secret``; True if it was not known before."""
         if not secret:
-            return
+            return False
         secret = secret.strip()
         # Base64 padding ends a run: the secret is found without it.
         core = secret.rstrip("=")
         if len(core) < self.MIN_LENGTH:
-            return
+            return False
         with self._lock:
             if self._ONE_RUN.fullmatch(core):
-                _keep_newest(self._runs, core, self.MAX_SECRETS)
-            else:
-                _keep_newest(self._others, secret, self.MAX_SECRETS)
-                self._others_now = tuple(self._others)
+                return _keep_newest(self._runs, core, self.MAX_SECRETS)
+            new = _keep_newest(self._others, secret, self.MAX_SECRETS)
+            self._others_now = tuple(self._others)
+            return new
 
     def redact(self, text: str) -> str:
         if len(text) < self.MIN_LENGTH:
@@ -113,22 +117,44 @@ class KnownSecrets:
         return run
 
 
-def _keep_newest(kept: dict[str, None], secret: str, limit: int) -> None:
-    kept.pop(secret, None)
+def _keep_newest(kept: dict[str, None], secret: str, limit: int) -> bool:
+    """Put ``secret`` last in ``kept``; True if it was not there before."""
+    new = kept.pop(secret, 0) is not None
     kept[secret] = None
     while len(kept) > limit:
         del kept[next(iter(kept))]
+    return new
 
 
 _known = KnownSecrets()
 
+# Short texts repeat from line to line (event names, models, statuses,
+# account ids): each is redacted once and the result kept until a new secret
+# is remembered. Longer texts (messages, bodies) are redacted every time.
+_SHORT_TEXT = 128
+_MAX_SHORT_TEXTS = 4096
+_short_texts: dict[str, str] = {}
+
 
 def remember_secret(secret: str | None) -> None:
     """Redact ``secret`` by value from now on, wherever it shows up."""
-    _known.add(secret)
+    if _known.add(secret):
+        _short_texts.clear()
 
 
 def redact_text(text: str) -> str:
+    if len(text) <= _SHORT_TEXT:
+        done = _short_texts.get(text)
+        if done is None:
+            done = _redact_now(text)
+            if len(_short_texts) >= _MAX_SHORT_TEXTS:
+                _short_texts.clear()
+            _short_texts[text] = done
+        return done
+    return _redact_now(text)
+
+
+def _redact_now(text: str) -> str:
     if _may_hold_secret(text):
         text = _SECRET_VALUES.sub(REDACTED, text)
     return _known.redact(text)
@@ -189,6 +215,42 @@ def redact_secrets(
     return event
 
 
+_second: tuple[int, str] = (0, "")
+
+
+def add_timestamp(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor: ``timestamp``, ISO 8601 in UTC to the microsecond
+    (``2026-01-02T03:04:05.123456Z``), as structlog's TimeStamper writes it.
+
+    The date and time of day are formatted once per second: every request
+    logs a line, and this costs a third of TimeStamper's time.
+    """
+    global _second
+    now = time.time()
+    whole = int(now)
+    if _second[0] != whole:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    event["timestamp"] = f"{_second[1]}.{int((now - whole) * 1e6):06d}Z"
+    return event
+
+
+def render_json(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> str:
+    """A structlog renderer: the event as one line of JSON.
+
+    orjson writes it in a tenth of the standard library's time; what orjson
+    refuses (a lone surrogate, an integer past 64 bits) the standard library
+    writes. Anything that is not JSON is written as its ``repr``.
+    """
+    try:
+        return orjson.dumps(
+            event, default=repr, option=orjson.OPT_NON_STR_KEYS
+        ).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(event, default=repr)
+
+
 def configure_logging(log_format: LogFormat | None, level: LogLevel) -> None:
     """Console lines on a terminal, JSON otherwise; all at ``level`` and up.
 
@@ -201,20 +263,22 @@ def configure_logging(log_format: LogFormat | None, level: LogLevel) -> None:
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
         if log_format is LogFormat.CONSOLE
-        else structlog.processors.JSONRenderer()
+        else render_json
     )
     numeric = getattr(logging, level.value.upper())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redact_secrets,
+            # After redaction: codex-lb's own clock holds no secret, and a
+            # text new on every line would only cost redaction its time.
+            add_timestamp,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     _route_stdlib_logging(renderer, numeric)

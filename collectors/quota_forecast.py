@@ -2,10 +2,12 @@
 
 Each account's confirmed readings of its current weekly window, with the
 cost codex-lb saw it serve, live in the collector's persisted state, so a
-restart keeps the history the forecasts are made from. An account's series
-are redrawn on each of its readings; every account's and the pool's runway
-are redrawn every few seconds, as forecasts age with the clock. Each series
-is absent, never 0 or NaN, while there is too little to forecast from.
+restart keeps the history the forecasts are made from. Readings come with
+every answer and a forecast reads the whole history, so a reading only
+extends the history: the account's series are redrawn when the next scrape
+asks (``collect``), and every account's and the pool's runway every few
+seconds, as forecasts age with the clock. Each series is absent, never 0
+or NaN, while there is too little to forecast from.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class QuotaForecast:
         }
         self.plans: dict[str, str] = {}
         self.statuses: dict[str, str] = {}
+        # Accounts read since their series were last drawn.
+        self.unshown: set[str] = set()
         self.eta = ctx.gauge(
             "codex_lb_secondary_exhaustion_eta_seconds",
             "Seconds until the weekly window is full at the last day's burn rate.",
@@ -106,9 +110,9 @@ class QuotaForecast:
             history.window_minutes = window.window_minutes
         if history.observe(window.used_percent, window.reset_at, event.observed_at):
             self.state.set_later(account_id, history.to_json)
-        # Only this account: the whole pool is redrawn by the loop, which
-        # keeps a busy pool's per-request cost flat.
-        self._show_account(account_id, history, self.clock())
+        # Drawn at the next scrape: a forecast reads the whole history (tens
+        # of microseconds with a day of points), a reading comes per answer.
+        self.unshown.add(account_id)
 
     def request_finished(self, event: RequestFinished) -> None:
         account_id = event.account_id
@@ -116,13 +120,25 @@ class QuotaForecast:
             return
         assert account_id is not None
         history = self.histories.setdefault(account_id, WindowHistory())
+        # The cost reaches the forecasts with the next reading's point.
         history.add_cost(event.cost_usd)
         # Serialised by the state writer at most once a second, not here.
         self.state.set_later(account_id, history.to_json)
-        self._show_implied(account_id, history)
+
+    def collect(self) -> None:
+        """Draw the accounts read since the last drawing (a scrape asks)."""
+        if not self.unshown:
+            return
+        now = self.clock()
+        for account_id in self.unshown:
+            history = self.histories.get(account_id)
+            if history is not None:
+                self._show_account(account_id, history, now)
+        self.unshown.clear()
 
     def _refresh(self) -> None:
         """Redraw every account's forecasts and the pool's runway."""
+        self.unshown.clear()
         now = self.clock()
         demand = 0.0
         usable: list[PoolAccount] = []

@@ -53,10 +53,14 @@ class QuotaSnapshotAge:
         if not self.roster.knows(account_id):
             return
         # Readings can land out of order; the age follows the newest.
-        if event.observed_at > self.last.get(account_id, float("-inf")):
-            self.last[account_id] = event.observed_at
-            self.state.set(account_id, event.observed_at)
-        self._refresh()
+        at = self.last.get(account_id, float("-inf"))
+        if event.observed_at > at:
+            at = self.last[account_id] = event.observed_at
+            self.state.set(account_id, at)
+        # This account only: the loop ages every account each second, and
+        # a walk over all of them per reading (one per answer) grows with
+        # the pool.
+        self.age.set(max(0.0, self.clock() - at), account_id=account_id)
 
     def _refresh(self) -> None:
         now = self.clock()

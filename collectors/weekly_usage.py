@@ -10,11 +10,14 @@ that was never shown is never shown).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import Any
+
 from codex_lb.events import PoolChanged, QuotaSnapshot
 from codex_lb.events.collector_api import CollectorContext, CollectorState
 from codex_lb.events.plans import weekly_credits
 from codex_lb.events.roster import Roster
-from codex_lb.events.weekly_counter import WeeklyCounter
+from codex_lb.events.weekly_counter import Step, WeeklyCounter
 
 
 class WeeklyUsage:
@@ -81,11 +84,16 @@ class WeeklyUsage:
             self.resets.touch(account_id=info.account_id)
             self._show(info.account_id)
 
-    async def quota_snapshot(self, event: QuotaSnapshot) -> None:
+    def quota_snapshot(self, event: QuotaSnapshot) -> Awaitable[None] | None:
+        """Apply the reading; a step that moved the baseline is saved, then
+        counted, in a task of its own (the awaitable returned).
+
+        Identical readings, the common case, neither write nor start a task.
+        """
         account_id = event.account.account_id
         window = event.secondary
         if window is None or not self.roster.knows(account_id):
-            return
+            return None
         self.plans[account_id] = event.account.plan
         if window.window_minutes:
             self.window.set(window.window_minutes, account_id=account_id)
@@ -94,13 +102,22 @@ class WeeklyUsage:
         step = counter.apply(window.used_percent, window.reset_at)
         self._show(account_id)
         if not step.changed:
-            # Identical readings are the common case: nothing to write.
-            return
+            return None
+        # The baseline as of this reading: a later reading may move it again
+        # before this write runs, and writes its own.
+        return self._save_then_count(account_id, counter, counter.to_json(), step)
 
+    async def _save_then_count(
+        self,
+        account_id: str,
+        counter: WeeklyCounter,
+        saved: dict[str, Any],
+        step: Step,
+    ) -> None:
         # On disk first, counted second: a kill between the two leaves a
         # step never shown; the other order would count it again after the
         # restart, from the old baseline.
-        await self.state.save(account_id, counter.to_json())
+        await self.state.save(account_id, saved)
         if self.counters.get(account_id) is not counter:
             return  # removed from the pool meanwhile
         if step.added > 0:

@@ -114,3 +114,30 @@ class TestStartUpErrors:
         assert "Traceback" not in output
         assert "Unclosed" not in output
         assert "never awaited" not in output
+
+
+class TestSettleTheHeap:
+    def test_start_up_objects_are_frozen_and_young_collections_rarer(self) -> None:
+        """In a process of its own (it changes the interpreter for good):
+        everything alive is moved out of the collector's sight and the young
+        generation's threshold is raised; the older ones keep theirs."""
+        script = (
+            "import asyncio, gc\n"
+            "from codex_lb.app import GC_YOUNG_THRESHOLD, settle_the_heap\n"
+            "before = gc.get_threshold()\n"
+            "asyncio.run(settle_the_heap())\n"
+            "after = gc.get_threshold()\n"
+            "assert after == (GC_YOUNG_THRESHOLD, *before[1:]), (before, after)\n"
+            "print(gc.get_freeze_count())\n"
+        )
+
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+        assert done.returncode == 0, done.stderr
+        assert int(done.stdout) > 10_000

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import re
+import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from structlog.processors import TimeStamper
 
 from codex_lb.logs import (
     REDACTED,
     KnownSecrets,
+    add_timestamp,
     redact_bytes,
     redact_secrets,
     redact_text,
     remember_secret,
+    render_json,
 )
 
 
@@ -195,3 +202,73 @@ class TestKnownSecrets:
         assert redact_bytes(b'{"m": "saw Ad93opaqueAdmin7"}') == (
             b'{"m": "saw ' + REDACTED.encode() + b'"}'
         )
+
+    def test_a_text_seen_before_its_secret_was_remembered_is_blanked_after(
+        self,
+    ) -> None:
+        """Short texts are redacted once and the result kept: remembering a
+        new secret makes every kept text count again."""
+        text = "account Kp20lateSecret9 refreshed"
+        assert redact_text(text) == text
+
+        remember_secret("Kp20lateSecret9")
+
+        assert redact_text(text) == f"account {REDACTED} refreshed"
+
+    def test_a_secret_remembered_again_is_known_already(self) -> None:
+        """Adding a secret twice says it is new only the first time."""
+        known = KnownSecrets()
+
+        assert known.add("Wd55twiceSeen1") is True
+        assert known.add("Wd55twiceSeen1") is False
+        assert known.add("pa$$ word!43") is True
+        assert known.add("pa$$ word!43") is False
+
+
+class TestRenderJson:
+    def test_writes_one_json_line_of_the_fields(self) -> None:
+        """Plain fields come out as JSON with their types, in order."""
+        line = render_json(None, "info", {"event": "x", "n": 1, "f": 0.5, "z": None})
+
+        assert json.loads(line) == {"event": "x", "n": 1, "f": 0.5, "z": None}
+        assert "\n" not in line
+
+    def test_what_orjson_refuses_is_still_written(self) -> None:
+        """A lone surrogate, an integer past 64 bits and an object that is not
+        JSON: the line is written all the same."""
+        odd = object()
+
+        line = render_json(
+            None, "info", {"event": "x", "s": "a\ud800b", "big": 2**70, "o": odd}
+        )
+
+        assert json.loads(line) == {
+            "event": "x",
+            "s": "a\ud800b",
+            "big": 2**70,
+            "o": repr(odd),
+        }
+
+
+class TestTimestamp:
+    def test_iso_utc_to_the_microsecond_like_structlogs(self) -> None:
+        """The same shape as structlog's TimeStamper(fmt="iso", utc=True), and
+        the same instant within the time between the two calls."""
+        theirs = TimeStamper(fmt="iso", utc=True)(None, "info", {})["timestamp"]
+        ours = add_timestamp(None, "info", {})["timestamp"]
+
+        shape = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
+        assert re.fullmatch(shape, ours) and re.fullmatch(shape, theirs)
+        parsed = [
+            datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (theirs, ours)
+        ]
+        assert timedelta(0) <= parsed[1] - parsed[0] < timedelta(seconds=1)
+
+    def test_a_new_second_is_written_anew(self) -> None:
+        """Two stamps a second apart differ in their seconds, not only in
+        the fraction (the second is formatted once and kept)."""
+        first = add_timestamp(None, "info", {})["timestamp"]
+        time.sleep(1.01)
+        second = add_timestamp(None, "info", {})["timestamp"]
+
+        assert first[:19] != second[:19]

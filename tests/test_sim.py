@@ -23,6 +23,7 @@ import zstandard
 
 from codex_lb.constants import AUTH_CLAIM, CODEX_OAUTH_CLIENT_ID
 from codex_lb.sim import Emulator, Fault, SimAccount, decode_jwt
+from codex_lb.sim.__main__ import build_emulator, parse_args
 
 PLUS = "a@example.com"
 FREE = "f@example.com"
@@ -1085,6 +1086,11 @@ class TestFilesAndCli:
         assert done.returncode == 0
         for flag in ("--clock-speed", "--auth-dir", "--fast", "--event-delay-ms"):
             assert flag in done.stdout
+
+    def test_cli_whole_percents_flag_reaches_the_emulator(self) -> None:
+        """--whole-percents makes the emulator report whole used percents."""
+        assert build_emulator(parse_args(["--whole-percents"])).whole_percents
+        assert not build_emulator(parse_args([])).whole_percents
 
     def test_cli_refuses_an_unknown_plan(self) -> None:
         """A bad --plans value stops the CLI with a message naming it."""

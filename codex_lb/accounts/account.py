@@ -23,7 +23,10 @@ def _remembered(tokens: TokenSet) -> TokenSet:
     return tokens
 
 
-@attrs.define(eq=False)
+# No attrs hook on assignment: routing sets several fields per request, and
+# a hook makes every assignment a Python call. The one field that needs
+# one, the tokens, is a property instead.
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Account:
     """One account as routing sees it; the lasting part mirrors the store."""
 
@@ -36,8 +39,8 @@ class Account:
     status_until: float | None
     pinned: bool
     # Every token the account holds, loaded or refreshed, is kept out of
-    # the logs by value (it may be an opaque string).
-    tokens: TokenSet = attrs.field(converter=_remembered)
+    # the logs by value (it may be an opaque string): see ``tokens``.
+    _tokens: TokenSet = attrs.field(converter=_remembered, alias="tokens")
     quota: QuotaReading | None
     last_used_at: float | None
     # For a paused account: the bench it was under (see AccountState).
@@ -68,6 +71,14 @@ class Account:
             last_used_at=row.last_used_at,
             under_pause=row.under_pause,
         )
+
+    @property
+    def tokens(self) -> TokenSet:
+        return self._tokens
+
+    @tokens.setter
+    def tokens(self, tokens: TokenSet) -> None:
+        self._tokens = _remembered(tokens)
 
     @property
     def info(self) -> AccountInfo:

@@ -175,7 +175,11 @@ def replace_quota_headers(
     headers: MutableMapping[str, str], pool_headers: dict[str, str]
 ) -> None:
     """Swap one account's ``x-codex-*`` quota headers for the pool's."""
-    own = [name for name in headers if name.lower().startswith(QUOTA_HEADER_PREFIXES)]
+    own = [
+        name
+        for name in headers
+        if name[:1] in "xX" and name.lower().startswith(QUOTA_HEADER_PREFIXES)
+    ]
     for name in own:
         del headers[name]
     headers.update(pool_headers)

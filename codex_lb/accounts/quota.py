@@ -152,13 +152,36 @@ def reading_from_usage(payload: Any, now: float) -> QuotaReading | None:
     )
 
 
+_HEADER_NAMES = tuple(
+    f"x-codex-{slot}-{field}"
+    for slot in ("primary", "secondary")
+    for field in ("used-percent", "window-minutes", "reset-at", "reset-after-seconds")
+)
+# Header values seen -> the windows they make, for values that make the same
+# windows at any time (each window names its reset_at, or no reset at all).
+# Every answer carries these headers, and they repeat from answer to answer.
+_MAX_PARSED = 1024
+_parsed: dict[tuple[str | None, ...], tuple[_Window | None, _Window | None]] = {}
+
+
 def reading_from_headers(headers: Mapping[str, str], now: float) -> QuotaReading | None:
     """A reading from the ``x-codex-*`` headers of a response, if it has any."""
-    short, weekly = _classify(
-        _window_from_headers(headers, "primary", now),
-        _window_from_headers(headers, "secondary", now),
-    )
-    return _reading(short, weekly, now, "headers")
+    values = tuple([headers.get(name) for name in _HEADER_NAMES])
+    windows = _parsed.get(values)
+    if windows is None:
+        windows = _classify(
+            _window_from_headers(headers, "primary", now),
+            _window_from_headers(headers, "secondary", now),
+        )
+        # A reset-after-seconds read in place of a reset-at depends on now.
+        if all(
+            _number(values[at]) is not None or _number(values[after]) is None
+            for at, after in ((2, 3), (6, 7))
+        ):
+            if len(_parsed) >= _MAX_PARSED:
+                _parsed.clear()
+            _parsed[values] = windows
+    return _reading(*windows, now, "headers")
 
 
 def merge_reading(old: QuotaReading | None, new: QuotaReading) -> QuotaReading:

@@ -49,8 +49,7 @@ class EventBus:
 
     def publish(self, event: Event) -> None:
         """Hand ``event`` to every handler now; async handlers run as tasks."""
-        for label, handler in self._handlers[event.name]:
-            self.hooks.call(label, event.name, handler, event)
+        self.hooks.call_each(self._handlers[event.name], event.name, event)
 
     def deliver(self, event: Event, subscribers: Iterable[object]) -> None:
         """Hand ``event`` to these subscribers only (a replay at start-up)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from functools import partial
 from typing import Any
 
@@ -48,8 +48,27 @@ class HookRunner:
         except HOOK_ERRORS as exc:
             self.report(owner, hook, exc)
             return
-        if inspect.isawaitable(result):
+        # Most handlers are plain and return None: no awaitable to look for.
+        if result is not None and inspect.isawaitable(result):
             self.spawn(owner, hook, result)
+
+    def call_each(
+        self,
+        handlers: Iterable[tuple[str, Callable[[Any], Any]]],
+        hook: str,
+        arg: Any,
+    ) -> None:
+        """:meth:`call` for each ``(owner, handler)``, in one loop (the bus
+        delivers every event this way: a few per request, each to several
+        collectors)."""
+        for owner, handler in handlers:
+            try:
+                result = handler(arg)
+            except HOOK_ERRORS as exc:
+                self.report(owner, hook, exc)
+                continue
+            if result is not None and inspect.isawaitable(result):
+                self.spawn(owner, hook, result)
 
     def spawn(self, owner: str, hook: str, awaitable: Awaitable[Any]) -> None:
         """Run ``awaitable`` as a named task whose failure is reported."""

@@ -5,7 +5,8 @@ A collector is any class that can be built with no arguments. It receives an
 event by defining a method named after it (``def retry(self, event)``, plain
 or ``async``), declares its metrics in ``register(self, ctx)`` (plain or
 ``async``), and may define ``async def run(self)``, a background loop started
-with the application and cancelled at shutdown. A collector that cannot be
+with the application and cancelled at shutdown, and ``def collect(self)``,
+called just before each scrape of ``/metrics``. A collector that cannot be
 built or registered stops start-up with one line; once running, nothing a
 collector raises reaches the code that published the event.
 """
@@ -113,7 +114,16 @@ class CollectorHost:
         for state in self._states:
             await state.flush()
 
+    def collect(self) -> None:
+        """Call each collector's ``collect``: what a scrape does first."""
+        for collector in self._collectors:
+            collect = getattr(collector, "collect", None)
+            if collect is not None:
+                self.bus.hooks.call(collector_name(collector), "collect", collect)
+
     def render(self) -> bytes:
+        """The exposition, after each collector's ``collect`` (scrape time)."""
+        self.collect()
         return self.registry.render()
 
 
@@ -141,7 +151,7 @@ def _check_handlers(collector: object, name: str) -> None:
     for attr in dir(type(collector)):
         if attr.startswith("_") or attr in EVENT_NAMES:
             continue
-        if attr in ("register", "run"):
+        if attr in ("register", "run", "collect"):
             continue
         close = [e for e in EVENT_NAMES if _near(attr, e)]
         if close:

@@ -13,7 +13,10 @@ whole scrape.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
+import operator
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
@@ -22,7 +25,6 @@ import aioprometheus
 import orjson
 from aioprometheus.collectors import Collector as PromCollector
 from aioprometheus.formats.text import TEXT_CONTENT_TYPE
-from aioprometheus.histogram import Histogram as _HistogramState
 from aioprometheus.metricdict import MetricDict
 
 CONTENT_TYPE = TEXT_CONTENT_TYPE
@@ -80,7 +82,15 @@ def escape_help(text: str) -> str:
 
 
 class Metric:
-    """One metric family with fixed label names."""
+    """One metric family with fixed label names.
+
+    Updates write the series' value into aioprometheus' store directly,
+    under the key aioprometheus itself would make (the label set as sorted
+    JSON). That key is made once per distinct label set and remembered:
+    collectors update a few metrics per request, and making the key again
+    each time (plus aioprometheus' checks of names fixed at declaration)
+    was the largest part of their cost.
+    """
 
     kind: ClassVar[str] = ""
 
@@ -91,6 +101,12 @@ class Metric:
     ) -> None:
         self._metric = collector
         self.label_names: tuple[str, ...] = tuple(labels)
+        if self.label_names:
+            # Reserved names and prefixes are refused here, once.
+            collector._check_labels(dict.fromkeys(self.label_names, ""))
+        self._store: dict[bytes | str, Any] = collector.values.store
+        self._values = operator.itemgetter(*self.label_names) if labels else None
+        self._keys: dict[Any, bytes | str] = {}
 
     @property
     def name(self) -> str:
@@ -100,17 +116,47 @@ class Metric:
     def doc(self) -> str:
         return self._metric.doc
 
-    def _key(self, labels: Mapping[str, Any]) -> dict[str, str]:
-        if set(labels) != set(self.label_names):
-            raise MetricError(
-                f"{self.name} takes labels {sorted(self.label_names)}, "
-                f"got {sorted(labels)}"
-            )
-        return {name: label_value(labels[name]) for name in self.label_names}
+    def _key(self, labels: Mapping[str, Any]) -> bytes | str:
+        if len(labels) != len(self.label_names):
+            raise self._wrong_labels(labels)
+        if self._values is None:
+            return MetricDict.EMPTY_KEY
+        try:
+            # One name: the value itself; more: a tuple of values.
+            values = self._values(labels)
+        except KeyError:
+            raise self._wrong_labels(labels) from None
+        key = self._keys.get(values)
+        if key is None:
+            key = self._new_key(values)
+        return key
+
+    def _new_key(self, values: Any) -> bytes | str:
+        names = self.label_names
+        if len(names) == 1:
+            values = (values,)
+        key = _series_key(
+            {
+                name: label_value(value)
+                for name, value in zip(names, values, strict=True)
+            }
+        )
+        # Only text values are remembered: 1, 1.0 and True are equal as
+        # dictionary keys but are different label text.
+        if all(type(value) is str for value in values):
+            if len(self._keys) >= _MAX_KEYS:
+                self._keys.clear()
+            self._keys[values if len(names) > 1 else values[0]] = key
+        return key
+
+    def _wrong_labels(self, labels: Mapping[str, Any]) -> MetricError:
+        return MetricError(
+            f"{self.name} takes labels {sorted(self.label_names)}, got {sorted(labels)}"
+        )
 
     def remove(self, **labels: Any) -> None:
         """Drop the series with exactly these labels, if it exists."""
-        self._metric.values.pop(self._key(labels), None)
+        self._store.pop(self._key(labels), None)
 
     def remove_where(self, **labels: Any) -> int:
         """Drop every series whose labels include these; how many went."""
@@ -119,21 +165,39 @@ class Metric:
         if unknown:
             raise MetricError(f"{self.name} has no label {sorted(unknown)}")
         gone = [
-            series
-            for series in self.series()
+            key
+            for key, series in self._series()
             if all(series.get(k) == v for k, v in wanted.items())
         ]
-        for series in gone:
-            del self._metric.values[series]
+        for key in gone:
+            del self._store[key]
         return len(gone)
 
     def series(self) -> Iterator[dict[str, str]]:
         """The label sets of every series this metric has now."""
-        for labels, _value in self._metric.get_all():
-            yield dict(labels)
+        for _key, labels in self._series():
+            yield labels
+
+    def _series(self) -> list[tuple[bytes | str, dict[str, str]]]:
+        return [
+            (key, {} if key == MetricDict.EMPTY_KEY else orjson.loads(key))
+            for key in list(self._store)
+        ]
 
     def clear(self) -> None:
-        self._metric.values.clear()
+        self._store.clear()
+
+
+# Distinct label sets remembered per metric (accounts x statuses and the
+# like); past this the memory starts over rather than growing.
+_MAX_KEYS = 50_000
+
+
+def _series_key(labels: dict[str, str]) -> bytes | str:
+    """The key aioprometheus stores a series under (see ``MetricDict``)."""
+    if not labels:
+        return MetricDict.EMPTY_KEY
+    return orjson.dumps(labels, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS)
 
 
 class Counter(Metric):
@@ -144,16 +208,19 @@ class Counter(Metric):
     def inc(self, amount: float = 1.0, /, **labels: Any) -> None:
         if amount < 0 or math.isnan(amount):
             raise MetricError(f"{self.name} cannot go down (amount {amount})")
-        self._metric.add(self._key(labels), amount)  # type: ignore[attr-defined]
+        key = self._key(labels)
+        store = self._store
+        store[key] = store.get(key, 0) + amount
 
     def touch(self, **labels: Any) -> None:
         """Make the series exist at 0 so that the first increase is seen."""
         key = self._key(labels)
-        if key not in self._metric.values:
-            self._metric.set_value(key, 0)
+        if key not in self._store:
+            self._store[key] = 0
 
     def value(self, **labels: Any) -> float | None:
-        return self._metric.values.get(self._key(labels))
+        value: float | None = self._store.get(self._key(labels))
+        return value
 
 
 class Gauge(Metric):
@@ -162,17 +229,18 @@ class Gauge(Metric):
     kind = "gauge"
 
     def set(self, value: float, /, **labels: Any) -> None:
-        self._metric.set_value(self._key(labels), value)
+        self._store[self._key(labels)] = value
 
     def inc(self, amount: float = 1.0, /, **labels: Any) -> None:
         key = self._key(labels)
-        self._metric.set_value(key, self._metric.values.get(key, 0) + amount)
+        self._store[key] = self._store.get(key, 0) + amount
 
     def dec(self, amount: float = 1.0, /, **labels: Any) -> None:
         self.inc(-amount, **labels)
 
     def value(self, **labels: Any) -> float | None:
-        return self._metric.values.get(self._key(labels))
+        value: float | None = self._store.get(self._key(labels))
+        return value
 
 
 class Histogram(Metric):
@@ -181,34 +249,66 @@ class Histogram(Metric):
     kind = "histogram"
 
     def observe(self, value: float, /, **labels: Any) -> None:
-        self._metric.add(self._key(labels), float(value))  # type: ignore[attr-defined]
+        key = self._key(labels)
+        state = self._store.get(key)
+        if state is None:
+            state = self._store[key] = self._new_state()
+        state.observe(float(value))
 
     def touch(self, **labels: Any) -> None:
         """Make the series exist with every bucket at 0."""
         key = self._key(labels)
-        if key not in self._metric.values:
-            bounds: Any = self._metric
-            self._metric.set_value(key, _HistogramState(*bounds.upper_bounds))
+        if key not in self._store:
+            self._store[key] = self._new_state()
+
+    def _new_state(self) -> HistogramSeries:
+        bounds: Any = self._metric
+        return HistogramSeries(bounds.upper_bounds)
 
     def buckets(self, **labels: Any) -> dict[float, float] | None:
         """Cumulative count per upper bound, ``inf`` last; None if unseen."""
-        key = self._key(labels)
-        if key not in self._metric.values:
+        state: Any = self._store.get(self._key(labels))
+        if state is None:
             return None
-        state: Any = self._metric.values[key]
         return {float(k): float(v) for k, v in state.buckets.items()}
 
     def count(self, **labels: Any) -> float | None:
-        key = self._key(labels)
-        if key not in self._metric.values:
-            return None
-        return float(self._metric.values[key].observations)
+        state: Any = self._store.get(self._key(labels))
+        return None if state is None else float(state.observations)
 
     def sum(self, **labels: Any) -> float | None:
-        key = self._key(labels)
-        if key not in self._metric.values:
-            return None
-        return float(self._metric.values[key].sum)
+        state: Any = self._store.get(self._key(labels))
+        return None if state is None else float(state.sum)
+
+
+class HistogramSeries:
+    """One histogram series, in the shape aioprometheus' own has (cumulative
+    ``buckets`` by upper bound, ``observations``, ``sum``), that finds an
+    observation's bucket by bisection instead of testing every bound."""
+
+    __slots__ = ("_counts", "observations", "sum", "upper_bounds")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        upper = [float(b) for b in bounds]
+        if not upper or upper[-1] != math.inf:
+            upper.append(math.inf)
+        self.upper_bounds: tuple[float, ...] = tuple(upper)
+        self._counts = [0] * len(upper)
+        self.observations = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        if value == value:  # NaN lands in no bucket, as in aioprometheus
+            self._counts[bisect.bisect_left(self.upper_bounds, value)] += 1
+        self.sum += value
+        self.observations += 1
+
+    @property
+    def buckets(self) -> dict[float, int]:
+        """Observations at or under each upper bound, ``inf`` last."""
+        return dict(
+            zip(self.upper_bounds, itertools.accumulate(self._counts), strict=True)
+        )
 
 
 class ExpositionRenderer:

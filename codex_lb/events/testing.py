@@ -67,7 +67,9 @@ class CollectorHarness:
     def sample(
         self, name: str, labels: Mapping[str, str] | None = None
     ) -> float | None:
-        """The value of one series, or None when it does not exist."""
+        """The value of one series, or None when it does not exist, as a
+        scrape would show it now (the collector's ``collect`` runs first)."""
+        self.host.collect()
         wanted = dict(labels or {})
         collectors = self.host.registry.prometheus.collectors
         metric = collectors.get(name)

@@ -9,8 +9,8 @@ API's answer.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -68,7 +68,9 @@ class ProxyRequest:
     method: str = "POST"
     query: str = ""
     translator: Callable[[], StreamTranslator] | None = None
-    request_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+    # 128 random bits as 32 hex digits, uuid4().hex's shape at a quarter of
+    # its cost (it is made for every request).
+    request_id: str = attrs.field(factory=lambda: os.urandom(16).hex())
     started_at: float = attrs.field(factory=time.time)
     started_mono: float = attrs.field(factory=time.monotonic)
 

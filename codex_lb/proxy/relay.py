@@ -310,10 +310,14 @@ class Relay:
         except TRANSPORT_ERRORS as exc:
             return Failure("transport", transport_code(exc))
 
+        take_reading: Callable[[], None] | None = None
         try:
-            self._quota.ingest(account, upstream.headers)
             if upstream.status >= 400:
+                # At once: marking the account may read it (a 429 without
+                # a reset time benches it until its full window resets).
+                self._quota.ingest(account, upstream.headers)
                 return await read_failure(upstream, self._clock)
+            take_reading = self._quota.ingest_soon(account, upstream.headers)
             content_type = upstream.headers.get("Content-Type", "")
             if proxied.stream and content_type.startswith("text/event-stream"):
                 if proxied.translator is not None:
@@ -330,6 +334,8 @@ class Relay:
                 )
             return await self._answers.body(request, proxied, account, upstream)
         finally:
+            if take_reading is not None:
+                take_reading()
             upstream.release()
 
     def pool_headers(self) -> dict[str, str]:

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 import attrs
+import orjson
 
 # Events that end a Responses stream.
 TERMINAL_EVENTS = frozenset(
@@ -146,7 +147,12 @@ class SSEReader:
 
         event = SSEEvent(name)
         if name in TERMINAL_EVENTS:
-            event.data = _json_object(data)
+            # Only usage, model and error are read from it here: orjson's
+            # floats for integers past 64 bits read the same (token counts
+            # are capped far below), and what it refuses the standard
+            # library reads. A translator's events go to the client, so
+            # they are read by the standard library alone.
+            event.data = _json_object(data, fast=not self._parse_all)
             self.terminal = event
         else:
             if self._parse_all:
@@ -171,11 +177,18 @@ def _name(raw: bytes) -> str:
     return name
 
 
-def _json_object(data: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return None
+def _json_object(data: bytes, fast: bool = False) -> dict[str, Any] | None:
+    value: Any = None
+    if fast:
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # NaN, a lone surrogate, ...: the standard library decides
+    if value is None:
+        try:
+            value = json.loads(data)
+        except ValueError:
+            return None
     return value if isinstance(value, dict) else None
 
 

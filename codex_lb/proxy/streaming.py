@@ -114,7 +114,17 @@ class AnswerRelay:
                             return failed
                         response = await self._start(request, upstream)
                         chunk, held = b"".join(held), None
-                    await _write(response, chunk)
+                    if (
+                        reader.terminal is not None
+                        and not reader.overflowed
+                        and upstream.content.at_eof()
+                    ):
+                        # The rest of the answer is all here: one write sends
+                        # it and ends the response (with the headers, when
+                        # the whole answer came at once).
+                        await _write(response, chunk, last=True)
+                    else:
+                        await _write(response, chunk)
                     tail = (tail + chunk)[-2:]
                     delivered = self._delivered(progress, reader, account, response)
                     if reader.overflowed:
@@ -325,7 +335,7 @@ class AnswerRelay:
     async def _start(
         self, request: web.Request, upstream: aiohttp.ClientResponse
     ) -> web.StreamResponse:
-        response = web.StreamResponse(
+        response = _RelayedResponse(
             status=upstream.status, headers=client_headers(upstream.headers)
         )
         try:
@@ -353,6 +363,19 @@ class _ClientGone(Exception):
     """The client hung up while the relay was writing to it."""
 
 
+class _RelayedResponse(web.StreamResponse):
+    """A streamed answer whose headers go out with its first bytes.
+
+    The relay writes the first bytes right after ``prepare``; aiohttp's
+    ``web.Response`` already holds its headers back this way, and a
+    ``StreamResponse`` sends them in a write of their own unless told not
+    to (a private aiohttp switch: an aiohttp without it sends them at once,
+    which is only one more write).
+    """
+
+    _send_headers_immediately = False
+
+
 async def _end_translated(response: web.StreamResponse, last: bytes) -> None:
     """Write a translated stream's last bytes and end it; a gone client is fine."""
     try:
@@ -363,10 +386,16 @@ async def _end_translated(response: web.StreamResponse, last: bytes) -> None:
         pass
 
 
-async def _write(response: web.StreamResponse | None, chunk: bytes) -> None:
+async def _write(
+    response: web.StreamResponse | None, chunk: bytes, last: bool = False
+) -> None:
+    """Write ``chunk``; ``last`` also ends the response in the same write."""
     assert response is not None
     try:
-        await response.write(chunk)
+        if last:
+            await response.write_eof(chunk)
+        else:
+            await response.write(chunk)
     except (ConnectionError, aiohttp.ClientConnectionResetError) as exc:
         raise _ClientGone from exc
 

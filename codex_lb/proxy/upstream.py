@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from multidict import CIMultiDict
 
+from codex_lb.accounts.aggregate import QUOTA_HEADER_PREFIXES
 from codex_lb.constants import QUOTA_CODES, RATE_LIMIT_CODES
 from codex_lb.proxy.pricing import Usage
 
@@ -61,10 +62,18 @@ def upstream_headers(
 
 
 def client_headers(upstream: Mapping[str, str]) -> CIMultiDict[str]:
-    """The upstream's response headers safe to pass to the client."""
+    """The upstream's response headers safe to pass to the client.
+
+    The account's own quota headers are left out here: every proxied answer
+    gets the pool's instead (``routes.pool_quota_headers``), which then has
+    nothing to take out.
+    """
     headers: CIMultiDict[str] = CIMultiDict()
     for name, value in upstream.items():
-        if name.lower() not in _DROP_RESPONSE:
+        lowered = name.lower()
+        if lowered not in _DROP_RESPONSE and not lowered.startswith(
+            QUOTA_HEADER_PREFIXES
+        ):
             headers.add(name, value)
     return headers
 

@@ -74,6 +74,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated models served; others get 400 model_not_found",
     )
     parser.add_argument(
+        "--whole-percents",
+        action="store_true",
+        help="report used percents as whole numbers, as the real upstream does",
+    )
+    parser.add_argument(
         "--auto-approve-device",
         action="store_true",
         help="approve device logins at once (as the next account to log in)",
@@ -105,6 +110,7 @@ def build_emulator(args: argparse.Namespace) -> Emulator:
         access_token_ttl=args.access_token_ttl,
         models=[model.strip() for model in args.models.split(",") if model.strip()],
         auto_approve_device=args.auto_approve_device,
+        whole_percents=args.whole_percents,
     )
 
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,7 +35,10 @@ _OPEN_PATHS = frozenset({"/health", "/dashboard/login"})
 _LOCAL_NAMES = frozenset({"localhost", "localhost."})
 
 
+@functools.lru_cache(maxsize=4096)
 def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    # Callers come from few addresses and use few host names: each is parsed
+    # once (every proxied request asks, two or three times).
     if not text:
         return None
     try:

@@ -106,3 +106,33 @@ class TestReadingFromHeaders:
             40,
             T + 5000,
         )
+
+    def test_the_same_headers_read_later_are_read_again(self) -> None:
+        """Readings of repeated headers are taken at their own time; a reset
+        given only in seconds from now moves with it, one given as a time
+        does not."""
+        headers = {
+            "x-codex-primary-used-percent": "12",
+            "x-codex-primary-window-minutes": "300",
+            "x-codex-primary-reset-after-seconds": "600",
+            "x-codex-secondary-used-percent": "40",
+            "x-codex-secondary-window-minutes": "10080",
+            "x-codex-secondary-reset-at": str(T + 5000),
+            "x-codex-secondary-reset-after-seconds": "4000",
+        }
+        timed = {**headers, "x-codex-primary-reset-at": str(T + 900)}
+
+        readings = [
+            reading_from_headers(h, T + d) for d in (0, 100) for h in (headers, timed)
+        ]
+
+        assert [
+            (r.observed_at, r.primary_reset_at, r.secondary_reset_at)
+            for r in readings
+            if r
+        ] == [
+            (T, T + 600, T + 5000),
+            (T, T + 900, T + 5000),
+            (T + 100, T + 700, T + 5000),
+            (T + 100, T + 900, T + 5000),
+        ]

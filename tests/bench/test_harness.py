@@ -37,6 +37,11 @@ class TestSmokeRun:
         out = json.loads(figures.read_text())
         assert set(out["ttfb_ms"]) == {"direct", "codex-lb", "reference"}
         assert set(out["ttfb_added_ms"]) == {"codex-lb", "reference"}
+        assert set(out["ttfc_ms"]) == {"direct", "codex-lb", "reference"}
+        assert set(out["ttfc_added_ms"]) == {"codex-lb", "reference"}
+        # The first content event never comes before the first byte.
+        for target, figures in out["ttfc_ms"].items():
+            assert figures["p50"] >= out["ttfb_ms"][target]["p50"], target
         assert set(out["throughput"]) == {"4", "8"}
         # 20 text deltas, plus created, in_progress, item and part added,
         # text, part and item done, and completed.
@@ -45,4 +50,9 @@ class TestSmokeRun:
         assert out["memory"]["reference"]["completed"] == 20
         assert out["metrics"]["accounts"] == 12
         assert out["request_log_rows_per_second"] > 0
+        # Both targets' event-loop lag, scraped in every server phase.
+        for phase in ("throughput", "long", "slow"):
+            for target in ("codex-lb", "reference"):
+                lags = out["lag"][phase][target]
+                assert lags and all(0 <= lag < 5 for lag in lags), (phase, target)
         assert list(scratch.iterdir()) == []

@@ -46,3 +46,29 @@ class TestProcessHealth:
         await asyncio.gather(task, return_exceptions=True)
 
         assert lag is not None and lag >= 0.08
+
+    async def test_the_gauge_keeps_the_longest_lag_until_a_scrape(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A 0.1 s stall stays on the gauge while the probe goes on; the
+        scrape that shows it starts a new period, which the next probes
+        fill with their own (short) lag."""
+        monkeypatch.setattr(process_health, "LAG_PROBE_SECONDS", 0.01)
+        harness = await CollectorHarness.start(ProcessHealth)
+        collector = harness.collector
+        assert isinstance(collector, ProcessHealth)
+        task = asyncio.create_task(collector.run())
+        await asyncio.sleep(0.02)
+
+        time.sleep(0.1)
+        await asyncio.sleep(0.05)
+        kept = harness.sample("codex_lb_event_loop_lag_seconds")
+        scraped = harness.text()
+        await asyncio.sleep(0.05)
+        after = harness.sample("codex_lb_event_loop_lag_seconds")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+        assert kept is not None and kept >= 0.08
+        assert f"codex_lb_event_loop_lag_seconds {kept!r}" in scraped
+        assert after is not None and after < 0.05

@@ -127,6 +127,22 @@ class TestSteadyUse:
         assert harness.sample(WASTE, ACC) == 0
         assert harness.sample(IMPLIED, ACC) == pytest.approx(40)
 
+    async def test_readings_are_drawn_when_a_scrape_asks(self) -> None:
+        """Readings only extend the history (one comes per answer); the
+        next scrape draws the forecasts from all of them at once."""
+        clock = Clock(RESET - 120 * HOUR)
+        harness = await started(clock)
+        collector = harness.collector
+        assert isinstance(collector, QuotaForecast)
+
+        hourly(harness, clock, 10)
+        undrawn = collector.eta.value(account_id="acc-1")
+        scraped = harness.text()
+
+        assert undrawn is None
+        assert harness.sample(ETA, ACC) == pytest.approx(80 * HOUR)
+        assert "codex_lb_secondary_exhaustion_eta_seconds{" in scraped
+
     async def test_waste_when_the_reset_comes_first(self) -> None:
         """At 1 % an hour from 20 % with 40 h to the reset, 40 % of a plus
         week is left unused: 3024 credits."""

@@ -71,6 +71,20 @@ class TestAge:
 
         assert harness.sample(AGE, ACC) == 600
 
+    async def test_a_reading_ages_its_own_account_at_once(self) -> None:
+        """A reading sets its account's age now; another account's age is
+        left to the loop (a reading per answer must not walk the pool)."""
+        clock = Clock()
+        harness = await CollectorHarness.start(QuotaSnapshotAge, clock=clock)
+        harness.feed(roster(info("acc-1"), info("acc-2")))
+        harness.feed(read_at(NOW - 10, "acc-1"), read_at(NOW - 20, "acc-2"))
+
+        clock.now = NOW + 30
+        harness.feed(read_at(NOW + 25, "acc-1"))
+
+        assert harness.sample(AGE, ACC) == 5
+        assert harness.sample(AGE, {"account_id": "acc-2"}) == 20
+
     async def test_a_removed_account_loses_its_age(self) -> None:
         """pool_changed without the account drops its series."""
         harness = await started(Clock())

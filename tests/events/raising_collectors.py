@@ -55,6 +55,17 @@ class CrashingLoop:
         raise Broken("the loop died")
 
 
+class FailingCollect:
+    """Counts, and raises whenever a scrape asks it to collect."""
+
+    def register(self, ctx: CollectorContext) -> None:
+        self.scrapes = ctx.counter("test_failing_collect_total", "Scrapes seen.")
+
+    def collect(self) -> None:
+        self.scrapes.inc()
+        raise Broken("collect failed")
+
+
 class FailingRegister:
     """Its ``register`` raises, with a message over two lines."""
 

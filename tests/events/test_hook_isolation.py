@@ -43,6 +43,7 @@ from codex_lb.sim import Emulator, Fault
 from tests.conftest import LB
 from tests.events.raising_collectors import (
     CrashingLoop,
+    FailingCollect,
     FailingRegister,
     RaisingAsync,
     RaisingSync,
@@ -168,6 +169,20 @@ class TestHookRunner:
 
         name = "tests.events.raising_collectors:CrashingLoop"
         assert failures(logs) == {(name, "run", "Broken"): 1}
+
+    async def test_a_failing_collect_leaves_the_scrape_whole(self) -> None:
+        """``collect`` runs before each scrape; one that raises is logged once
+        and the exposition is rendered all the same."""
+        host = CollectorHost(EventBus())
+        await host.add(FailingCollect)
+
+        with structlog.testing.capture_logs() as logs:
+            host.render()
+            text = host.render().decode()
+
+        name = "tests.events.raising_collectors:FailingCollect"
+        assert failures(logs) == {(name, "collect", "Broken"): 1}
+        assert "test_failing_collect_total 2" in text
 
     async def test_async_hook_tasks_are_named_and_kept(self) -> None:
         """An ``async`` handler runs as a named task the runner holds until

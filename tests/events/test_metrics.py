@@ -101,3 +101,36 @@ class TestMetric:
 
         assert counter.remove_where(account_id="a") == 2
         assert list(counter.series()) == [{"account_id": "b", "status": "error"}]
+
+    def test_equal_values_of_other_types_are_other_series(self) -> None:
+        """1, 1.0 and True are equal as dictionary keys but have three label
+        texts: each update lands in the series of its own text."""
+        counter = MetricRegistry().counter("t", "codex_lb_c_total", "C.", ("v",))
+
+        for value in ("1", 1, 1.0, True, "1"):
+            counter.inc(v=value)
+
+        assert sorted(s["v"] for s in counter.series()) == ["1", "1.0", "True"]
+        assert counter.value(v="1") == 3
+        assert counter.value(v="True") == 1
+
+    def test_a_removed_series_starts_again_at_zero(self) -> None:
+        """Updates after a removal make a new series, however often the label
+        set was used before."""
+        registry = MetricRegistry()
+        counter = registry.counter("t", "codex_lb_c_total", "C.", ("account_id",))
+        for _ in range(3):
+            counter.inc(account_id="a")
+
+        counter.remove(account_id="a")
+        counter.inc(account_id="a")
+
+        assert counter.value(account_id="a") == 1
+        assert samples(registry.render().decode()) == {
+            ("codex_lb_c_total", (("account_id", "a"),)): 1.0
+        }
+
+    def test_reserved_label_names_are_refused_at_declaration(self) -> None:
+        """A histogram cannot declare ``le``: refused before any update."""
+        with pytest.raises(ValueError, match="le"):
+            MetricRegistry().histogram("t", "codex_lb_h", "H.", ("le",), (1.0,))

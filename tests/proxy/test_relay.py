@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import zlib
@@ -349,6 +350,26 @@ class TestStreaming:
             (lb.ids["a@example.com"], "error", "stream_idle_timeout")
         ]
         assert all(a.status == "active" for a in lb.pool.accounts)
+
+    async def test_a_slow_client_is_not_upstream_silence(
+        self, make_lb: Any, emulator: Any
+    ) -> None:
+        """The idle timeout counts only waiting for the upstream: a client
+        that reads nothing for three idle timeouts, while codex-lb has 16 MiB
+        of events to write to it, still gets all of them."""
+        lb = await make_lb(emulator, CODEX_LB_STREAM_IDLE_TIMEOUT_SECONDS="0.3")
+        await prefer(lb, "a@example.com")
+        deltas = b"".join(delta("x" * (64 << 10)) for _ in range(256))
+        stream = CREATED + deltas + done(10, 0, 1, 0)
+        emulator.add_fault("a@example.com", Fault.raw([stream]))
+
+        response = await lb.client.post(CODEX, json=turn())
+        await asyncio.sleep(0.9)
+        body = await response.read()
+
+        assert body == stream
+        (row,) = await lb.request_logs()
+        assert (row.status, row.error_code) == ("success", None)
 
     async def test_cut_before_content_fails_over_invisibly(self, lb: LB) -> None:
         """A stream cut after only the opening events moves to the next account."""
@@ -721,6 +742,24 @@ class TestEvents:
         observed = [s.observed_at for s in snapshots]
         assert observed == sorted(observed)
         assert len(await lb.store.quota_history(a)) == 1
+
+    async def test_the_reading_is_published_before_the_attempt_ends(
+        self, lb: LB
+    ) -> None:
+        """An answer's reading is taken after its first bytes, but always
+        before its attempt_finished and request_finished events."""
+        await only(lb, "a@example.com")
+
+        for _ in range(3):
+            response = await lb.client.post(CODEX, json=turn())
+            await response.read()
+
+        names = [
+            e.name
+            for e in lb.recorder.events
+            if e.name in ("quota_snapshot", "attempt_finished", "request_finished")
+        ]
+        assert names == ["quota_snapshot", "attempt_finished", "request_finished"] * 3
 
     async def test_unknown_model_is_unpriced(self, lb: LB) -> None:
         """A success on an unpriced model fires unpriced_success."""
