@@ -7,6 +7,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CODEX := .tools/codex/node_modules/.bin/codex
+# The Codex CLI the end-to-end tests drive. Its behaviour (model catalog,
+# default model, request shape) is what the tests and the built-in price
+# table are written against; README "Development" says how to move it.
+CODEX_VERSION := 0.171.0
 
 .PHONY: run test lint format typecheck codex prometheus chromium sim bench bench-dashboard demo soak clean
 
@@ -22,12 +26,13 @@ run: $(STAMP)
 sim: $(STAMP)
 	$(BIN)/python -m codex_lb.sim
 
-$(CODEX):
-	mkdir -p .tools/codex
-	cd .tools/codex && npm install --silent --no-audit --no-fund @openai/codex
+# Installs (or replaces) the CLI when the one in .tools is not CODEX_VERSION.
+codex:
+	@grep -qs '"version": "$(CODEX_VERSION)"' \
+	    .tools/codex/node_modules/@openai/codex/package.json || { \
+	  mkdir -p .tools/codex && cd .tools/codex && \
+	  npm install --silent --no-audit --no-fund @openai/codex@$(CODEX_VERSION); }
 	@test -x $(CODEX)
-
-codex: $(CODEX)
 
 prometheus:
 	@command -v promtool >/dev/null 2>&1 || { \
