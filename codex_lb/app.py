@@ -1,11 +1,14 @@
 """Wiring: builds the aiohttp application and the lifetimes of its parts.
 
+``codex_lb.serve`` runs it as the server (listening, signals, the data
+folder's lock).
+
 :func:`create_app` registers the routes and lines up one cleanup context per
 part that holds a resource: the store, the upstream session, the request-log
 writer, the account pool with its background work, the collectors and the
 relay. aiohttp opens them in that order at start-up and closes them in
 reverse, so each closes while what it needs is still open; when a part fails
-to start, the parts opened before it are closed (see :func:`run`).
+to start, the parts opened before it are closed (see :func:`_parts`).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from codex_lb.web.api_keys import add_key_routes
 from codex_lb.web.dashboard import add_dashboard_routes
 from collectors import BUILTIN
 
-__all__ = ["KEYS_KEY", "SERVER_OPTIONS", "create_app", "run"]
+__all__ = ["KEYS_KEY", "RELAY_KEY", "SERVER_OPTIONS", "create_app"]
 log = structlog.get_logger("codex_lb.app")
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
@@ -299,33 +302,3 @@ async def _end_streams_at_the_deadline(app: web.Application) -> None:
     """
     if RELAY_KEY in app:
         app[RELAY_KEY].stop_streams_after(app[SETTINGS_KEY].shutdown_grace_seconds)
-
-
-def run(settings: Settings) -> None:
-    """Serve until SIGINT or SIGTERM; streams in flight get a grace period."""
-
-    async def make() -> web.Application:
-        return await create_app(settings)
-
-    with contextlib.suppress(KeyboardInterrupt):
-        web.run_app(
-            make(),
-            host=settings.host,
-            port=settings.port,
-            shutdown_timeout=settings.shutdown_grace_seconds,
-            access_log=None,
-            **SERVER_OPTIONS,
-            print=_print_banner(settings),
-        )
-
-
-def _print_banner(settings: Settings) -> Callable[[Any], None]:
-    def banner(_message: Any) -> None:
-        log.info(
-            "listening",
-            url=f"http://{settings.host}:{settings.port}",
-            codex_base_url=f"http://{settings.host}:{settings.port}/backend-api/codex",
-            data_dir=str(settings.data_path),
-        )
-
-    return banner
