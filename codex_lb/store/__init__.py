@@ -9,6 +9,7 @@ no trace, whatever other writes run beside it.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -106,8 +107,27 @@ async def open_store(data_dir: Path) -> Store:
     try:
         return await SqliteStore.open(data_dir)
     except (sqlite3.Error, OSError, RuntimeError) as exc:
-        # RuntimeError: a schema newer than this codex-lb knows.
-        raise StoreOpenError(data_dir, store_failure(exc)) from exc
+        # RuntimeError: a schema newer than this codex-lb knows. SQLite's own
+        # words ("unable to open database file") hide the cause a write to
+        # the folder shows: read-only, no permission, no space.
+        cause = _folder_problem(data_dir) if isinstance(exc, sqlite3.Error) else None
+        raise StoreOpenError(data_dir, cause or store_failure(exc)) from exc
+
+
+def _folder_problem(data_dir: Path) -> str | None:
+    """Why one byte cannot be written in ``data_dir``, or None if it can."""
+    probe = data_dir / ".write-probe"
+    try:
+        descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(descriptor, b"x")
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+            probe.unlink()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 __all__ = [
