@@ -27,6 +27,7 @@ from codex_lb.accounts import AccountPool, TokenRefresher
 from codex_lb.accounts.usage import UsagePoller
 from codex_lb.clientkeys import KEYS_KEY, KeyRing
 from codex_lb.config import Settings
+from codex_lb.errors import json_errors_middleware
 from codex_lb.events import EventBus, PoolChanged, RequestLogChanged
 from codex_lb.events.collector_api import (
     COLLECTORS_KEY,
@@ -78,12 +79,15 @@ async def create_app(
 
     app = web.Application(
         middlewares=[
+            # Outermost, so the access middleware's answers and aiohttp's own
+            # errors alike leave in the {"error": {...}} shape.
+            json_errors_middleware,
             access_middleware(
                 settings.admin_token,
                 settings.metrics_token,
                 settings.trusted_networks,
                 settings.host,
-            )
+            ),
         ],
         client_max_size=settings.max_request_bytes,
     )
