@@ -51,9 +51,10 @@ def upstream_headers(
     client: Mapping[str, str], access_token: str, chatgpt_account_id: str
 ) -> CIMultiDict[str]:
     """The client's headers with its credentials swapped for the account's."""
+    drop = _DROP_REQUEST | connection_options(client)
     headers: CIMultiDict[str] = CIMultiDict()
     for name, value in client.items():
-        if name.lower() not in _DROP_REQUEST:
+        if name.lower() not in drop:
             headers.add(name, value)
     headers["Authorization"] = f"Bearer {access_token}"
     headers["chatgpt-account-id"] = chatgpt_account_id
@@ -62,11 +63,24 @@ def upstream_headers(
 
 def client_headers(upstream: Mapping[str, str]) -> CIMultiDict[str]:
     """The upstream's response headers safe to pass to the client."""
+    drop = _DROP_RESPONSE | connection_options(upstream)
     headers: CIMultiDict[str] = CIMultiDict()
     for name, value in upstream.items():
-        if name.lower() not in _DROP_RESPONSE:
+        if name.lower() not in drop:
             headers.add(name, value)
     return headers
+
+
+def connection_options(headers: Mapping[str, str]) -> frozenset[str]:
+    """The header names a ``Connection`` header lists: hop-by-hop as well
+    (RFC 9110 section 7.6.1), so they stop at codex-lb like the fixed set."""
+    return frozenset(
+        option.strip().lower()
+        for name, value in headers.items()
+        if name.lower() == "connection"
+        for option in value.split(",")
+        if option.strip()
+    )
 
 
 # Error codes the upstream puts in a failure event (``response.failed``,
