@@ -27,7 +27,7 @@ from codex_lb.accounts import AccountPool, TokenRefresher
 from codex_lb.accounts.usage import UsagePoller
 from codex_lb.clientkeys import KEYS_KEY, KeyRing
 from codex_lb.config import Settings
-from codex_lb.errors import json_errors_middleware
+from codex_lb.errors import BODY_READ_TIMEOUT_KEY, json_errors_middleware
 from codex_lb.events import EventBus, PoolChanged, RequestLogChanged
 from codex_lb.events.collector_api import (
     COLLECTORS_KEY,
@@ -62,8 +62,11 @@ USAGE_POLLER_KEY = web.AppKey("usage_poller", UsagePoller)
 
 # Request bodies are decompressed by codex-lb itself (zstd included, with a
 # size limit while inflating) and forwarded as the client sent them, so
-# aiohttp must leave them alone.
-SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
+# aiohttp must leave them alone. After answering a request whose body was
+# not read to its end (413, 408), aiohttp reads and drops the rest for at
+# most ``lingering_time`` before closing: 2 s, not its 10, so a client that
+# stopped sending cannot hold the connection much past its 408.
+SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False, "lingering_time": 2.0}
 
 
 async def create_app(
@@ -96,6 +99,7 @@ async def create_app(
     app[CLOCK_KEY] = clock
     app[PRICES_KEY] = prices
     app[MAX_REQUEST_BYTES_KEY] = settings.max_request_bytes
+    app[BODY_READ_TIMEOUT_KEY] = settings.body_read_timeout_seconds
     add_proxy_routes(app)
     add_openai_routes(app)
     add_api_routes(app)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 import structlog
@@ -57,7 +59,40 @@ def error_response(
 
 
 def client_error_response(exc: ClientError) -> web.Response:
-    return error_response(exc.status, exc.code, exc.message, exc.type)
+    response = error_response(exc.status, exc.code, exc.message, exc.type)
+    if exc.status == 408:
+        # The rest of the body may never come: no keep-alive after this.
+        response.force_close()
+    return response
+
+
+# How long a client may take to send its whole request body
+# (CODEX_LB_BODY_READ_TIMEOUT_SECONDS); set by the app.
+BODY_READ_TIMEOUT_KEY: Final = web.AppKey("body_read_timeout", float)
+DEFAULT_BODY_READ_TIMEOUT: Final = 60.0
+
+
+@contextlib.asynccontextmanager
+async def body_read_deadline(request: web.Request) -> AsyncIterator[None]:
+    """Bound the reading of ``request``'s body in the block.
+
+    A client that announces a body and sends it slowly or not at all would
+    hold a connection and a handler for as long as it likes; past the
+    deadline it gets 408 ``request_timeout`` (ClientError) and the
+    connection is closed.
+    """
+    seconds = request.app.get(BODY_READ_TIMEOUT_KEY, DEFAULT_BODY_READ_TIMEOUT)
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise ClientError(
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {seconds:g} s "
+            "(CODEX_LB_BODY_READ_TIMEOUT_SECONDS)",
+            "invalid_request_error",
+        ) from None
 
 
 # Codes for the errors aiohttp raises itself (routing, body limits, ...).
@@ -91,6 +126,8 @@ async def json_errors_middleware(
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         return _from_http_exception(request, exc)
+    except ClientError as exc:
+        return client_error_response(exc)
     except STORE_ERRORS as exc:
         log.error(
             "store_unavailable",

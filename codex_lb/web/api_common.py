@@ -111,7 +111,8 @@ async def json_body(request: web.Request, default: Any) -> Any:
     if not request.can_read_body:
         return default
     try:
-        return await request.json()
+        async with errors.body_read_deadline(request):
+            return await request.json()
     except json.JSONDecodeError as exc:
         raise bad_request(f"body is not JSON: {exc.msg} at line {exc.lineno}") from exc
 
