@@ -14,16 +14,25 @@ CODEX_VERSION := 0.171.0
 
 .PHONY: run test lint format typecheck codex prometheus chromium sim bench bench-dashboard demo soak clean
 
-$(STAMP): setup.cfg pyproject.toml
+# Two stamps: serving needs only codex-lb's own dependencies
+# (RUN_STAMP); the tests, linters and tools add the [test,dev] extras on top
+# (STAMP). Either creates .venv from a fresh clone.
+RUN_STAMP := $(VENV)/.installed-run
+
+$(RUN_STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/python -m codex_lb serve
 
-sim: $(STAMP)
+sim: $(RUN_STAMP)
 	$(BIN)/python -m codex_lb.sim
 
 # Installs (or replaces) the CLI when the one in .tools is not CODEX_VERSION.
