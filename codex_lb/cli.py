@@ -268,6 +268,13 @@ async def _login(settings: Settings, args: argparse.Namespace) -> int:
     try:
         known = {r.chatgpt_account_id: r for r in await store.list_accounts()}
         account_id = await store.add_account(new)
+    except STORE_ERRORS as exc:
+        print(
+            f"codex-lb: signed in as {new.email}, but the store could not be "
+            f"written: {store_failure(exc)}",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         await store.close()
     before = known.get(new.chatgpt_account_id)
