@@ -7,27 +7,41 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CODEX := .tools/codex/node_modules/.bin/codex
+# The Codex CLI the end-to-end tests drive. Its behaviour (model catalog,
+# default model, request shape) is what the tests and the built-in price
+# table are written against; README "Development" says how to move it.
+CODEX_VERSION := 0.171.0
 
 .PHONY: run test lint format typecheck codex prometheus chromium sim bench bench-dashboard demo soak clean
 
-$(STAMP): setup.cfg pyproject.toml
+# Two stamps: serving needs only codex-lb's own dependencies
+# (RUN_STAMP); the tests, linters and tools add the [test,dev] extras on top
+# (STAMP). Either creates .venv from a fresh clone.
+RUN_STAMP := $(VENV)/.installed-run
+
+$(RUN_STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/python -m codex_lb serve
 
-sim: $(STAMP)
+sim: $(RUN_STAMP)
 	$(BIN)/python -m codex_lb.sim
 
-$(CODEX):
-	mkdir -p .tools/codex
-	cd .tools/codex && npm install --silent --no-audit --no-fund @openai/codex
+# Installs (or replaces) the CLI when the one in .tools is not CODEX_VERSION.
+codex:
+	@grep -qs '"version": "$(CODEX_VERSION)"' \
+	    .tools/codex/node_modules/@openai/codex/package.json || { \
+	  mkdir -p .tools/codex && cd .tools/codex && \
+	  npm install --silent --no-audit --no-fund @openai/codex@$(CODEX_VERSION); }
 	@test -x $(CODEX)
-
-codex: $(CODEX)
 
 prometheus:
 	@command -v promtool >/dev/null 2>&1 || { \

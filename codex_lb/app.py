@@ -1,11 +1,14 @@
 """Wiring: builds the aiohttp application and the lifetimes of its parts.
 
+``codex_lb.serve`` runs it as the server (listening, signals, the data
+folder's lock).
+
 :func:`create_app` registers the routes and lines up one cleanup context per
 part that holds a resource: the store, the upstream session, the request-log
 writer, the account pool with its background work, the collectors and the
 relay. aiohttp opens them in that order at start-up and closes them in
 reverse, so each closes while what it needs is still open; when a part fails
-to start, the parts opened before it are closed (see :func:`run`).
+to start, the parts opened before it are closed (see :func:`_parts`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from codex_lb.accounts import AccountPool, TokenRefresher
 from codex_lb.accounts.usage import UsagePoller
 from codex_lb.clientkeys import KEYS_KEY, KeyRing
 from codex_lb.config import Settings
+from codex_lb.errors import BODY_READ_TIMEOUT_KEY, json_errors_middleware
 from codex_lb.events import EventBus, PoolChanged, RequestLogChanged
 from codex_lb.events.collector_api import (
     COLLECTORS_KEY,
@@ -45,7 +49,7 @@ from codex_lb.web.api_keys import add_key_routes
 from codex_lb.web.dashboard import add_dashboard_routes
 from collectors import BUILTIN
 
-__all__ = ["KEYS_KEY", "SERVER_OPTIONS", "create_app", "run"]
+__all__ = ["KEYS_KEY", "RELAY_KEY", "SERVER_OPTIONS", "create_app"]
 log = structlog.get_logger("codex_lb.app")
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
@@ -59,8 +63,11 @@ USAGE_POLLER_KEY = web.AppKey("usage_poller", UsagePoller)
 
 # Request bodies are decompressed by codex-lb itself (zstd included, with a
 # size limit while inflating) and forwarded as the client sent them, so
-# aiohttp must leave them alone.
-SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
+# aiohttp must leave them alone. After answering a request whose body was
+# not read to its end (413, 408), aiohttp reads and drops the rest for at
+# most ``lingering_time`` before closing: 2 s, not its 10, so a client that
+# stopped sending cannot hold the connection much past its 408.
+SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False, "lingering_time": 2.0}
 
 
 async def create_app(
@@ -76,12 +83,15 @@ async def create_app(
 
     app = web.Application(
         middlewares=[
+            # Outermost, so the access middleware's answers and aiohttp's own
+            # errors alike leave in the {"error": {...}} shape.
+            json_errors_middleware,
             access_middleware(
                 settings.admin_token,
                 settings.metrics_token,
                 settings.trusted_networks,
                 settings.host,
-            )
+            ),
         ],
         client_max_size=settings.max_request_bytes,
     )
@@ -90,6 +100,7 @@ async def create_app(
     app[CLOCK_KEY] = clock
     app[PRICES_KEY] = prices
     app[MAX_REQUEST_BYTES_KEY] = settings.max_request_bytes
+    app[BODY_READ_TIMEOUT_KEY] = settings.body_read_timeout_seconds
     add_proxy_routes(app)
     add_openai_routes(app)
     add_api_routes(app)
@@ -321,36 +332,3 @@ async def settle_the_heap(_app: web.Application | None = None) -> None:
     gc.freeze()
     _young, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
-
-
-def run(settings: Settings) -> None:
-    """Serve until SIGINT or SIGTERM; streams in flight get a grace period."""
-
-    async def make() -> web.Application:
-        app = await create_app(settings)
-        # After the parts' own start-up (their cleanup context runs first).
-        app.on_startup.append(settle_the_heap)
-        return app
-
-    with contextlib.suppress(KeyboardInterrupt):
-        web.run_app(
-            make(),
-            host=settings.host,
-            port=settings.port,
-            shutdown_timeout=settings.shutdown_grace_seconds,
-            access_log=None,
-            **SERVER_OPTIONS,
-            print=_print_banner(settings),
-        )
-
-
-def _print_banner(settings: Settings) -> Callable[[Any], None]:
-    def banner(_message: Any) -> None:
-        log.info(
-            "listening",
-            url=f"http://{settings.host}:{settings.port}",
-            codex_base_url=f"http://{settings.host}:{settings.port}/backend-api/codex",
-            data_dir=str(settings.data_path),
-        )
-
-    return banner

@@ -31,7 +31,14 @@ from codex_lb.accounts.states import StateConflict, paused, resumed
 from codex_lb.cli_keys import add_key_commands, run_keys
 from codex_lb.config import Settings, SettingsError, load_settings
 from codex_lb.logs import configure_logging
-from codex_lb.store import AccountRow, Store, open_store
+from codex_lb.store import (
+    STORE_ERRORS,
+    AccountRow,
+    Store,
+    StoreOpenError,
+    open_store,
+    store_failure,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,24 +106,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_format, settings.log_level)
 
+    try:
+        return _run_command(settings, args)
+    except StoreOpenError as exc:
+        # A data folder that is read-only, unreadable or not a folder.
+        print(f"codex-lb: {exc} (CODEX_LB_DATA_DIR)", file=sys.stderr)
+        return 2
+
+
+def _run_command(settings: Settings, args: argparse.Namespace) -> int:
     if args.command in (None, "serve"):
-        from codex_lb.app import run
-        from codex_lb.proxy.pricing import PricingFileError
+        from codex_lb.serve import StartupError, run
 
         try:
             run(settings)
-        except PricingFileError as exc:
-            print(f"codex-lb: CODEX_LB_PRICING_FILE: {exc}", file=sys.stderr)
-            return 2
-        except SettingsError as exc:
-            # Problems found while building the app (e.g. a bad collector).
+        except StartupError as exc:
             for problem in exc.problems:
                 print(f"codex-lb: {problem}", file=sys.stderr)
             return 2
-        except OSError as exc:
-            # Most often the port is taken or the data folder is not writable.
-            print(f"codex-lb: cannot start: {exc}", file=sys.stderr)
-            return 1
         return 0
     if args.command == "accounts":
         return asyncio.run(_accounts(settings, args))
@@ -145,24 +152,36 @@ async def _accounts(settings: Settings, args: argparse.Namespace) -> int:
             )
             return 1
         row = matches[0]
-        note = ""
-        if args.action in ("pause", "resume"):
-            try:
-                note = await _pause_or_resume(store, row, args.action)
-            except StateConflict as exc:
-                print(
-                    f"codex-lb: cannot {args.action} {row.id} ({row.email}): {exc}",
-                    file=sys.stderr,
-                )
-                return 1
-        elif args.action == "remove":
-            await store.remove_account(row.id)
-        elif args.action in ("pin", "unpin"):
-            await store.set_pinned(row.id, args.action == "pin")
+        try:
+            note = await _account_action(store, row, args.action)
+        except StateConflict as exc:
+            print(
+                f"codex-lb: cannot {args.action} {row.id} ({row.email}): {exc}",
+                file=sys.stderr,
+            )
+            return 1
+        except STORE_ERRORS as exc:
+            print(
+                f"codex-lb: cannot {args.action} {row.id} ({row.email}): the "
+                f"store could not be written: {store_failure(exc)}",
+                file=sys.stderr,
+            )
+            return 1
         print(f"{args.action}: {row.id} ({row.email}){note}")
         return 0
     finally:
         await store.close()
+
+
+async def _account_action(store: Store, row: AccountRow, action: str) -> str:
+    """Apply ``action`` to the account; a note on what it came to."""
+    if action in ("pause", "resume"):
+        return await _pause_or_resume(store, row, action)
+    if action == "remove":
+        await store.remove_account(row.id)
+    elif action in ("pin", "unpin"):
+        await store.set_pinned(row.id, action == "pin")
+    return ""
 
 
 async def _pause_or_resume(store: Store, row: AccountRow, action: str) -> str:
@@ -180,15 +199,27 @@ async def _pause_or_resume(store: Store, row: AccountRow, action: str) -> str:
 
 
 async def _import(store: Store, files: list[Path]) -> int:
-    failed = 0
+    """Import each file on its own: the good ones land, the bad are named.
+
+    Exits 1 when any file was not imported, so a script notices.
+    """
+    failed: list[str] = []
     for path in files:
         try:
             new = account_from_auth_file(path)
+            saved = await store.save_account(new)
         except AuthFileError as exc:
             print(f"codex-lb: {exc}", file=sys.stderr)
-            failed += 1
+            failed.append(str(path))
             continue
-        saved = await store.save_account(new)
+        except STORE_ERRORS as exc:
+            print(
+                f"codex-lb: {path}: the store could not be written: "
+                f"{store_failure(exc)}",
+                file=sys.stderr,
+            )
+            failed.append(str(path))
+            continue
         if saved.tokens_kept:
             print(
                 f"kept the newer stored tokens of {saved.id} ({new.email}): "
@@ -196,7 +227,14 @@ async def _import(store: Store, files: list[Path]) -> int:
             )
         else:
             print(f"imported {saved.id} ({new.email}, {new.plan}) from {path}")
-    return 1 if failed else 0
+    if failed:
+        print(
+            f"codex-lb: {len(failed)} of {len(files)} files not imported: "
+            + ", ".join(failed),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 async def _login(settings: Settings, args: argparse.Namespace) -> int:
@@ -230,6 +268,13 @@ async def _login(settings: Settings, args: argparse.Namespace) -> int:
     try:
         known = {r.chatgpt_account_id: r for r in await store.list_accounts()}
         account_id = await store.add_account(new)
+    except STORE_ERRORS as exc:
+        print(
+            f"codex-lb: signed in as {new.email}, but the store could not be "
+            f"written: {store_failure(exc)}",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         await store.close()
     before = known.get(new.chatgpt_account_id)

@@ -14,9 +14,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from codex_lb.clientkeys import create_key
+from codex_lb.clientkeys import KeyNameError, create_key
 from codex_lb.config import Settings
-from codex_lb.store import ApiKeyRow, open_store
+from codex_lb.store import STORE_ERRORS, ApiKeyRow, open_store, store_failure
 
 
 def add_key_commands(commands: Any) -> None:
@@ -26,7 +26,12 @@ def add_key_commands(commands: Any) -> None:
     create = actions.add_parser(
         "create", help="make a key; it is printed once and stored hashed"
     )
-    create.add_argument("name", metavar="NAME", help="who or what uses the key")
+    create.add_argument(
+        "name",
+        metavar="NAME",
+        help="who or what uses the key: 1 to 64 printable characters, unique "
+        "among live keys",
+    )
     listing = actions.add_parser("list", help="show keys (never the keys)")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     revoke = actions.add_parser("revoke", help="stop accepting a key")
@@ -37,7 +42,18 @@ async def run_keys(settings: Settings, args: argparse.Namespace) -> int:
     store = await open_store(settings.data_path)
     try:
         if args.action == "create":
-            key, row = await create_key(store, args.name)
+            try:
+                key, row = await create_key(store, args.name)
+            except KeyNameError as exc:
+                print(f"codex-lb: cannot create the key: {exc}", file=sys.stderr)
+                return 1
+            except STORE_ERRORS as exc:
+                print(
+                    f"codex-lb: cannot create the key: the store could not be "
+                    f"written: {store_failure(exc)}",
+                    file=sys.stderr,
+                )
+                return 1
             print(f"created {row.id} ({row.name}):")
             print(key)
             print(
@@ -60,7 +76,16 @@ async def run_keys(settings: Settings, args: argparse.Namespace) -> int:
             print(f"codex-lb: {what} with id or name {args.key!r}", file=sys.stderr)
             return 1
         row = matches[0]
-        if not await store.revoke_api_key(row.id):
+        try:
+            revoked = await store.revoke_api_key(row.id)
+        except STORE_ERRORS as exc:
+            print(
+                f"codex-lb: cannot revoke {row.id}: the store could not be "
+                f"written: {store_failure(exc)}",
+                file=sys.stderr,
+            )
+            return 1
+        if not revoked:
             print(f"codex-lb: key {row.id} is already revoked", file=sys.stderr)
             return 1
         print(f"revoked {row.id} ({row.name})")

@@ -48,12 +48,42 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+MAX_NAME_CHARS: Final = 64
+
+
+class KeyNameError(ValueError):
+    """A key name that cannot be used; the message says why."""
+
+
 async def create_key(store: Store, name: str) -> tuple[str, ApiKeyRow]:
-    """Make and store a key named ``name``: (the key itself, its row)."""
+    """Make and store a key named ``name``: (the key itself, its row).
+
+    Raises KeyNameError for a name that is empty, too long, not printable,
+    held by another live key or equal to a key's id (``keys revoke`` takes
+    either, so it must name one key).
+    """
+    check_key_name(name, await store.list_api_keys())
     key = generate_key()
     remember_secret(key)
     row = await store.add_api_key(name, hash_key(key), key[:SHOWN_CHARS])
     return key, row
+
+
+def check_key_name(name: str, keys: list[ApiKeyRow]) -> None:
+    """Raise KeyNameError unless ``name`` can name a new key among ``keys``."""
+    if not 1 <= len(name) <= MAX_NAME_CHARS:
+        raise KeyNameError(
+            f"a key name has 1 to {MAX_NAME_CHARS} characters, not {len(name)}"
+        )
+    if not name.isprintable() or name != name.strip():
+        raise KeyNameError(
+            f"key name {name[:MAX_NAME_CHARS]!r} has a control character or "
+            "leading or trailing spaces"
+        )
+    if any(row.id == name for row in keys):
+        raise KeyNameError(f"key name {name!r} is another key's id")
+    if any(row.name == name and row.revoked_at is None for row in keys):
+        raise KeyNameError(f"a live key is already named {name!r}")
 
 
 class KeyRing:

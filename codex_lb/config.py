@@ -9,7 +9,9 @@ name, the value given and what is allowed; all bad variables at once.
 from __future__ import annotations
 
 import enum
+import io
 import ipaddress
+import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,6 +21,7 @@ from urllib.parse import urlsplit
 import attrs
 import cattrs
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 PREFIX = "CODEX_LB_"
 
@@ -85,12 +88,24 @@ def _is_network_list(value: str) -> bool:
         return False
 
 
-def _positive(value: float) -> bool:
-    return value > 0
+def _seconds(high: float, allowed: str, zero: bool = False) -> Any:
+    """A validator for a finite number of seconds up to ``high``: more than
+    0, or also exactly 0 when ``zero`` (which then means off or none)."""
+
+    def predicate(value: float) -> bool:
+        low_ok = value >= 0 if zero else value > 0
+        return math.isfinite(value) and low_ok and value <= high
+
+    return _check(predicate, allowed)
 
 
-def _non_negative(value: float) -> bool:
-    return value >= 0
+def _count(low: int, high: int, allowed: str) -> Any:
+    """A validator for an integer from ``low`` to ``high``."""
+    return _check(lambda v: low <= v <= high, allowed)
+
+
+DAY = 24 * 3600.0
+GiB = 1024**3
 
 
 @attrs.frozen
@@ -112,22 +127,30 @@ class Settings:
         validator=_check(_is_http_url, "an http:// or https:// URL"),
     )
     usage_refresh_interval_seconds: float = attrs.field(
-        default=60.0, validator=_check(_non_negative, "0 (off) or more seconds")
+        default=60.0,
+        validator=_seconds(DAY, "0 (off) or at most 86400 seconds", zero=True),
     )
     usage_refresh_concurrency: int = attrs.field(
         default=8, validator=_check(lambda v: 1 <= v <= 64, "an integer from 1 to 64")
     )
     usage_refresh_timeout_seconds: float = attrs.field(
-        default=15.0, validator=_check(_positive, "more than 0 seconds")
+        default=15.0,
+        validator=_seconds(600, "more than 0 and at most 600 seconds"),
     )
     max_attempts: int = attrs.field(
         default=3, validator=_check(lambda v: 1 <= v <= 20, "an integer from 1 to 20")
     )
     stream_idle_timeout_seconds: float = attrs.field(
-        default=300.0, validator=_check(_positive, "more than 0 seconds")
+        default=300.0,
+        validator=_seconds(DAY, "more than 0 and at most 86400 seconds"),
     )
     connect_timeout_seconds: float = attrs.field(
-        default=15.0, validator=_check(_positive, "more than 0 seconds")
+        default=15.0,
+        validator=_seconds(600, "more than 0 and at most 600 seconds"),
+    )
+    body_read_timeout_seconds: float = attrs.field(
+        default=60.0,
+        validator=_seconds(3600, "more than 0 and at most 3600 seconds"),
     )
     metrics_account_identity_mode: IdentityMode = IdentityMode.EMAIL
     metrics_token: str | None = None
@@ -138,22 +161,27 @@ class Settings:
     log_level: LogLevel = LogLevel.INFO
     max_request_bytes: int = attrs.field(
         default=64 * 1024 * 1024,
-        validator=_check(_positive, "a positive number of bytes"),
+        validator=_count(1, 4 * GiB, "a number of bytes from 1 to 4294967296"),
     )
     max_event_bytes: int = attrs.field(
         default=256 * 1024 * 1024,
-        validator=_check(
-            lambda v: v >= 1024 * 1024, "a number of bytes of at least 1048576"
+        validator=_count(
+            1024 * 1024, 4 * GiB, "a number of bytes from 1048576 to 4294967296"
         ),
     )
     request_log_flush_seconds: float = attrs.field(
-        default=1.0, validator=_check(_positive, "more than 0 seconds")
+        default=1.0,
+        validator=_seconds(3600, "more than 0 and at most 3600 seconds"),
     )
     request_log_buffer_size: int = attrs.field(
-        default=10_000, validator=_check(_positive, "a positive number of rows")
+        default=10_000,
+        validator=_count(1, 10_000_000, "a number of rows from 1 to 10000000"),
     )
     token_refresh_age_seconds: float = attrs.field(
-        default=8 * 24 * 3600.0, validator=_check(_positive, "more than 0 seconds")
+        default=8 * DAY,
+        validator=_seconds(
+            365 * DAY, "more than 0 and at most 31536000 seconds (a year)"
+        ),
     )
     prefer_earliest_reset: bool = False
     trusted_proxies: str | None = attrs.field(
@@ -166,7 +194,8 @@ class Settings:
     )
     grafana_url: str | None = None
     shutdown_grace_seconds: float = attrs.field(
-        default=30.0, validator=_check(_non_negative, "0 or more seconds")
+        default=30.0,
+        validator=_seconds(3600, "0 to 3600 seconds", zero=True),
     )
 
     @property
@@ -244,9 +273,7 @@ def load_settings(
     """
     values: dict[str, str] = {}
     if env_file is not None and env_file.is_file():
-        values.update(
-            {k: v for k, v in dotenv_values(env_file).items() if v is not None}
-        )
+        values.update(_read_env_file(env_file))
     values.update(os.environ if environ is None else environ)
 
     kwargs: dict[str, Any] = {}
@@ -268,3 +295,25 @@ def load_settings(
     if problems:
         raise SettingsError(problems)
     return Settings(**kwargs)
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    """The variables of a ``.env`` file; SettingsError names each bad line.
+
+    python-dotenv would only warn about a line it cannot read and go on
+    without it, so a typo could silently leave a setting at its default.
+    """
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError([f"{path}: cannot read: {exc}"]) from exc
+
+    bad = [
+        f"{path.resolve()}:{binding.original.line}: not a NAME=value line: "
+        f"{binding.original.string.strip()[:80]!r}"
+        for binding in parse_stream(io.StringIO(text))
+        if binding.error
+    ]
+    if bad:
+        raise SettingsError(bad)
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v}

@@ -167,7 +167,7 @@ class TestStartup:
             "codex-lb: bad setting: CODEX_LB_PORT='x': must be an integer from 1 "
             "to 65535",
             "codex-lb: bad setting: CODEX_LB_STREAM_IDLE_TIMEOUT_SECONDS='-1': "
-            "must be more than 0 seconds",
+            "must be more than 0 and at most 86400 seconds",
         ]
 
     def test_bad_pricing_file_stops_startup(self, tmp_path: Path) -> None:

@@ -27,14 +27,15 @@ pytestmark = [
 ]
 
 
-def write_config(home: Path, base_url: str) -> Path:
+def write_config(home: Path, base_url: str, model: str | None) -> Path:
     """``CODEX_HOME/config.toml`` naming codex-lb as a custom provider, the
-    way a user sets it up (SPEC section 3)."""
+    way a user sets it up (SPEC section 3); no ``model`` line when None."""
     home.mkdir(exist_ok=True)
     config = home / "config.toml"
+    model_line = f'model = "{model}"\n' if model else ""
     config.write_text(
-        f"""model = "gpt-5.1-codex"
-model_provider = "codex-lb"
+        model_line
+        + f"""model_provider = "codex-lb"
 
 [model_providers.codex-lb]
 name = "codex-lb"
@@ -46,13 +47,15 @@ env_key = "CODEX_LB_API_KEY"
     return config
 
 
-async def codex_exec(lb: LB, home: Path, prompt: str) -> tuple[int, str, str]:
+async def codex_exec(
+    lb: LB, home: Path, prompt: str, model: str | None = "gpt-5.1-codex"
+) -> tuple[int, str, str]:
     """Run ``codex exec`` against codex-lb; (exit status, stdout, stderr).
 
     Nothing but ``config.toml`` in ``CODEX_HOME`` points the CLI at codex-lb.
     """
     assert CODEX is not None and Path(CODEX).exists(), f"no Codex CLI at {CODEX}"
-    write_config(home, str(lb.client.make_url("/backend-api/codex")))
+    write_config(home, str(lb.client.make_url("/backend-api/codex")), model)
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(home),
@@ -130,3 +133,29 @@ class TestCodexCLI:
         assert len(outputs) == 1 and "tool-works-42" in str(outputs[0]["output"])
         # Both turns of one CLI session stay on one account.
         assert rows[0].account_id == rows[1].account_id
+
+    async def test_a_turn_on_the_clis_default_model_is_priced(
+        self, lb: LB, tmp_path: Path
+    ) -> None:
+        """With no model in config.toml the CLI uses its default, which the
+        emulator serves and the built-in price table prices."""
+        status, stdout, stderr = await codex_exec(
+            lb, tmp_path / "home", "say hi", model=None
+        )
+
+        assert status == 0, stderr
+        assert "You said: say hi" in stdout
+        sent = [r for r in lb.emulator.requests if r.path.endswith("/responses")]
+        # The default model of the pinned CLI 0.171.0, read from its catalog.
+        assert [r.body["model"] for r in sent] == ["gpt-6.2-sol"]
+        (row,) = await lb.request_logs()
+        assert row.status == "success" and row.model == "gpt-6.2-sol"
+        assert row.input_tokens and row.output_tokens is not None
+        cached = row.cached_input_tokens or 0
+        # OpenAI's published gpt-6.2-sol rates: 2.00 / 0.10 / 10.00 per 1M.
+        expected = (
+            (row.input_tokens - cached) * 2.0 + cached * 0.1 + row.output_tokens * 10.0
+        ) / 1_000_000
+        assert row.cost_usd == pytest.approx(expected)
+        assert row.cost_usd > 0
+        assert lb.recorder.of("unpriced_success") == []

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 
-from codex_lb.config import IdentityMode, SettingsError, load_settings
+from codex_lb.config import IdentityMode, Settings, SettingsError, load_settings
 
 
 class TestLoadSettings:
@@ -80,3 +81,73 @@ class TestLoadSettings:
         settings = load_settings({"CODEX_LB_PORT": "4000"}, env_file=env_file)
 
         assert (settings.port, settings.max_attempts) == (4000, 5)
+
+    @pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e309", "Infinity"])
+    def test_every_number_must_be_finite(self, value: str) -> None:
+        """No numeric setting takes an infinite or not-a-number value; each
+        bad variable gets its own line."""
+        numeric = [
+            f"CODEX_LB_{field.name.upper()}"
+            for field in attrs.fields(Settings)
+            if field.type in (int, float)
+        ]
+
+        with pytest.raises(SettingsError) as caught:
+            load_settings(dict.fromkeys(numeric, value), env_file=None)
+
+        named = [line.split("=", 1)[0] for line in caught.value.problems]
+        assert sorted(named) == sorted(numeric)
+        assert "CODEX_LB_CONNECT_TIMEOUT_SECONDS" in named
+        for line in caught.value.problems:
+            assert f"={value!r}: must be " in line
+
+    @pytest.mark.parametrize(
+        ("variable", "value"),
+        [
+            ("CODEX_LB_CONNECT_TIMEOUT_SECONDS", "601"),
+            ("CODEX_LB_STREAM_IDLE_TIMEOUT_SECONDS", "86401"),
+            ("CODEX_LB_SHUTDOWN_GRACE_SECONDS", "-1"),
+            ("CODEX_LB_SHUTDOWN_GRACE_SECONDS", "3601"),
+            ("CODEX_LB_REQUEST_LOG_FLUSH_SECONDS", "0"),
+            ("CODEX_LB_TOKEN_REFRESH_AGE_SECONDS", "31536001"),
+            ("CODEX_LB_USAGE_REFRESH_INTERVAL_SECONDS", "-5"),
+            ("CODEX_LB_BODY_READ_TIMEOUT_SECONDS", "0"),
+            ("CODEX_LB_MAX_REQUEST_BYTES", "4294967297"),
+            ("CODEX_LB_REQUEST_LOG_BUFFER_SIZE", "10000001"),
+        ],
+    )
+    def test_numbers_outside_their_range_are_refused(
+        self, variable: str, value: str
+    ) -> None:
+        """A value past a setting's sane range stops start-up, naming it."""
+        with pytest.raises(SettingsError) as caught:
+            load_settings({variable: value}, env_file=None)
+
+        [line] = caught.value.problems
+        assert line.startswith(f"{variable}={value!r}: must be ")
+
+    def test_zero_still_turns_polling_off(self) -> None:
+        """The documented 0 (off) stays allowed where it means something."""
+        settings = load_settings(
+            {
+                "CODEX_LB_USAGE_REFRESH_INTERVAL_SECONDS": "0",
+                "CODEX_LB_SHUTDOWN_GRACE_SECONDS": "0",
+            },
+            env_file=None,
+        )
+
+        assert settings.usage_refresh_interval_seconds == 0
+        assert settings.shutdown_grace_seconds == 0
+
+    def test_a_bad_env_file_line_names_the_file_and_line(self, tmp_path: Path) -> None:
+        """A line python-dotenv cannot read stops start-up, naming where it is."""
+        env_file = tmp_path / ".env"
+        env_file.write_text('CODEX_LB_PORT=3000\nthis is not a setting\nA="open\n')
+
+        with pytest.raises(SettingsError) as caught:
+            load_settings({}, env_file=env_file)
+
+        assert caught.value.problems == [
+            f"{env_file}:2: not a NAME=value line: 'this is not a setting'",
+            f"{env_file}:3: not a NAME=value line: 'A=\"open'",
+        ]

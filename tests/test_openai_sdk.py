@@ -321,6 +321,30 @@ class TestErrors:
         assert caught.value.status_code == 401
         assert lb.emulator.requests == []
 
+    async def test_a_key_of_another_kind_is_named_as_such(self, lb: LB) -> None:
+        """A bearer that is no codex-lb key is told so, not that none was sent."""
+        await create_key(lb.store, "ci")
+        await lb.app[KEYS_KEY].load()
+        chat = {"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]}
+
+        foreign = await lb.client.post(
+            "/v1/chat/completions",
+            json=chat,
+            headers={"Authorization": "Bearer sk-proj-an-openai-key"},
+        )
+        missing = await lb.client.post("/v1/chat/completions", json=chat)
+
+        assert foreign.status == missing.status == 401
+        foreign_error = (await foreign.json())["error"]
+        assert foreign_error["message"].startswith(
+            "the bearer token sent is not a codex-lb API key: codex-lb keys start "
+            "with sk-clb-"
+        )
+        assert "sk-proj" not in foreign_error["message"]
+        assert (await missing.json())["error"]["message"] == (
+            "a codex-lb API key is required (Authorization: Bearer sk-clb-...)"
+        )
+
     async def test_right_key_is_served_and_logged(self, lb: LB) -> None:
         """A created key is accepted and the request log names it."""
         key, row = await create_key(lb.store, "ci")

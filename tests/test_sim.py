@@ -1103,3 +1103,21 @@ class TestFilesAndCli:
 
         assert done.returncode == 2
         assert "plus,gold" in done.stderr
+
+
+class TestCommandLine:
+    def test_help_shows_the_defaults(self) -> None:
+        """--help tells what running it bare gives: port 8765, 3 accounts, and
+        the Codex CLI's default model among those served."""
+        result = subprocess.run(
+            [sys.executable, "-m", "codex_lb.sim", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+        assert result.returncode == 0
+        text = " ".join(result.stdout.split())
+        assert "port (0: any free) (default: 8765)" in text
+        assert "number of accounts (default: 3)" in text
+        assert "gpt-6.2-sol" in text

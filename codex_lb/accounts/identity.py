@@ -6,12 +6,15 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from jwt.utils import base64url_decode
 
 from codex_lb.constants import AUTH_CLAIM, PROFILE_CLAIM
 from codex_lb.store import NewAccount, TokenSet
+
+# A Codex auth.json is a few KB; anything this large is some other file.
+MAX_AUTH_FILE_BYTES: Final = 1024 * 1024
 
 
 class AuthFileError(ValueError):
@@ -54,11 +57,23 @@ def identity_from_tokens(
 
 
 def account_from_auth_file(path: Path, now: float | None = None) -> NewAccount:
-    """Read one Codex ``auth.json`` into an account ready to store."""
+    """Read one Codex ``auth.json`` into an account ready to store.
+
+    Reads at most MAX_AUTH_FILE_BYTES: a path such as ``/dev/zero`` or a
+    large file named by mistake is refused instead of read forever.
+    """
     try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AuthFileError(f"{path}: cannot read: {exc}") from exc
+        with path.open("rb") as file:
+            raw = file.read(MAX_AUTH_FILE_BYTES + 1)
+        if len(raw) > MAX_AUTH_FILE_BYTES:
+            raise AuthFileError(
+                f"{path}: larger than {MAX_AUTH_FILE_BYTES} bytes: not an auth.json"
+            )
+        document = json.loads(raw.decode())
+    except OSError as exc:
+        raise AuthFileError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise AuthFileError(f"{path}: not UTF-8 text: {exc.reason}") from exc
     except json.JSONDecodeError as exc:
         raise AuthFileError(
             f"{path}: not JSON: {exc.msg} at line {exc.lineno}"

@@ -272,16 +272,18 @@ class AccountPool:
         """
         state = paused(account.state)
         if state != account.state:
-            await self._set_state(account, state)
+            await self._set_state(account, state, operator=True)
 
     async def resume(self, account: Account) -> None:
         """End the operator's pause. Raises StateConflict if not paused."""
-        await self._set_state(account, resumed(account.state, self._clock()))
+        state = resumed(account.state, self._clock())
+        await self._set_state(account, state, operator=True)
 
     async def set_pinned(self, account: Account, pinned: bool) -> None:
+        """Pin or unpin; stored first, so a store failure changes nothing."""
+        await self._store.set_pinned(account.id, pinned)
         account.pinned = pinned
         account.local_changes += 1
-        await self._store.set_pinned(account.id, pinned)
 
     async def remove(self, account: Account) -> None:
         await self._store.remove_account(account.id)
@@ -376,22 +378,31 @@ class AccountPool:
                 await self._set_state(account, bench_lifted(account.state))
                 log.info("account_bench_lifted", account_id=account.id, by="time")
 
-    async def _set_state(self, account: Account, state: AccountState) -> None:
+    async def _set_state(
+        self, account: Account, state: AccountState, operator: bool = False
+    ) -> None:
+        """Apply ``state``. A mark codex-lb makes routes from memory even when
+        the store fails; an operator's action is stored first and, when the
+        store fails, raises and changes nothing, so what the operator is told
+        is what a restart or another process sees."""
+        if operator:
+            await self._store.set_account_state(account.id, state)
         changed = account.status != state.status
         if state.status != ACTIVE:
             self._sessions.forget_account(account.id)
         account.state = state
         account.local_changes += 1
         self.version += 1
-        try:
-            await self._store.set_account_state(account.id, state)
-        except Exception as exc:  # locked or full: routing goes on from memory
-            log.error(
-                "account_write_failed",
-                account_id=account.id,
-                what="status",
-                error=str(exc),
-            )
+        if not operator:
+            try:
+                await self._store.set_account_state(account.id, state)
+            except Exception as exc:  # locked or full: routing goes on from memory
+                log.error(
+                    "account_write_failed",
+                    account_id=account.id,
+                    what="status",
+                    error=str(exc),
+                )
         if changed:
             self._publish_roster()
 

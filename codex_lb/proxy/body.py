@@ -9,7 +9,7 @@ from typing import Any
 import zstandard
 from aiohttp import web
 
-from codex_lb.errors import ClientError
+from codex_lb.errors import ClientError, body_read_deadline
 
 _CHUNK = 64 * 1024
 
@@ -24,16 +24,18 @@ def _too_large(limit: int) -> ClientError:
 
 
 async def read_raw_body(request: web.Request, limit: int) -> bytes:
-    """The body as sent, refused with 413 as soon as it passes ``limit``."""
+    """The body as sent, refused with 413 as soon as it passes ``limit``, and
+    with 408 when it does not arrive within the body-read deadline."""
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    async with body_read_deadline(request):
+        async for chunk in request.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
     return b"".join(chunks)
 
 

@@ -409,6 +409,12 @@ def _text_options(chat: dict[str, Any]) -> dict[str, Any]:
                 if key in schema
             },
         }
+    elif kind == "json_schema":
+        raise ParameterError(
+            "response_format",
+            "'response_format' of type json_schema needs its 'json_schema' "
+            "object (with 'name' and 'schema')",
+        )
     elif kind != "text":
         raise ParameterError(
             "response_format",

@@ -52,9 +52,10 @@ def upstream_headers(
     client: Mapping[str, str], access_token: str, chatgpt_account_id: str
 ) -> CIMultiDict[str]:
     """The client's headers with its credentials swapped for the account's."""
+    drop = _DROP_REQUEST | connection_options(client)
     headers: CIMultiDict[str] = CIMultiDict()
     for name, value in client.items():
-        if name.lower() not in _DROP_REQUEST:
+        if name.lower() not in drop:
             headers.add(name, value)
     headers["Authorization"] = f"Bearer {access_token}"
     headers["chatgpt-account-id"] = chatgpt_account_id
@@ -68,14 +69,25 @@ def client_headers(upstream: Mapping[str, str]) -> CIMultiDict[str]:
     gets the pool's instead (``routes.pool_quota_headers``), which then has
     nothing to take out.
     """
+    drop = _DROP_RESPONSE | connection_options(upstream)
     headers: CIMultiDict[str] = CIMultiDict()
     for name, value in upstream.items():
         lowered = name.lower()
-        if lowered not in _DROP_RESPONSE and not lowered.startswith(
-            QUOTA_HEADER_PREFIXES
-        ):
+        if lowered not in drop and not lowered.startswith(QUOTA_HEADER_PREFIXES):
             headers.add(name, value)
     return headers
+
+
+def connection_options(headers: Mapping[str, str]) -> frozenset[str]:
+    """The header names a ``Connection`` header lists: hop-by-hop as well
+    (RFC 9110 section 7.6.1), so they stop at codex-lb like the fixed set."""
+    return frozenset(
+        option.strip().lower()
+        for name, value in headers.items()
+        if name.lower() == "connection"
+        for option in value.split(",")
+        if option.strip()
+    )
 
 
 # Error codes the upstream puts in a failure event (``response.failed``,

@@ -9,9 +9,11 @@ no trace, whatever other writes run beside it.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from codex_lb.store.models import (
     AccountActivity,
@@ -27,6 +29,28 @@ from codex_lb.store.models import (
     TokenSet,
 )
 from codex_lb.store.sqlite import SqliteStore
+
+# What a store method raises when the store cannot do what it was asked
+# (disk full, database locked, file unreadable): callers that must answer
+# for it catch these, and only these, and describe them with store_failure.
+STORE_ERRORS: Final[tuple[type[Exception], ...]] = (sqlite3.Error, OSError)
+
+
+class StoreOpenError(Exception):
+    """The store in a data folder cannot be opened; the message says why."""
+
+    def __init__(self, data_dir: Path, cause: str) -> None:
+        super().__init__(f"cannot open the store in {data_dir}: {cause}")
+        self.data_dir = data_dir
+        self.cause = cause
+
+
+def store_failure(exc: BaseException) -> str:
+    """Words for a store error, without a traceback: ``disk is full``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc) or type(exc).__name__
 
 
 class Store(Protocol):
@@ -79,11 +103,35 @@ class Store(Protocol):
 
 
 async def open_store(data_dir: Path) -> Store:
-    """Open the store for ``data_dir``."""
-    return await SqliteStore.open(data_dir)
+    """Open the store for ``data_dir``; StoreOpenError says why it cannot."""
+    try:
+        return await SqliteStore.open(data_dir)
+    except (sqlite3.Error, OSError, RuntimeError) as exc:
+        # RuntimeError: a schema newer than this codex-lb knows. SQLite's own
+        # words ("unable to open database file") hide the cause a write to
+        # the folder shows: read-only, no permission, no space.
+        cause = _folder_problem(data_dir) if isinstance(exc, sqlite3.Error) else None
+        raise StoreOpenError(data_dir, cause or store_failure(exc)) from exc
+
+
+def _folder_problem(data_dir: Path) -> str | None:
+    """Why one byte cannot be written in ``data_dir``, or None if it can."""
+    probe = data_dir / ".write-probe"
+    try:
+        descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(descriptor, b"x")
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+            probe.unlink()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 __all__ = [
+    "STORE_ERRORS",
     "AccountActivity",
     "AccountRow",
     "AccountState",
@@ -95,6 +143,8 @@ __all__ = [
     "RequestTotals",
     "SavedAccount",
     "Store",
+    "StoreOpenError",
     "TokenSet",
     "open_store",
+    "store_failure",
 ]

@@ -211,6 +211,11 @@ def access_middleware(
             return await handler(request)
         if local and not keys.exist():
             return await local_only(request, handler)
+        if token:
+            return _unauthorized(
+                "the bearer token sent is not a codex-lb API key: codex-lb keys "
+                "start with sk-clb- (make one with 'codex-lb keys create NAME')"
+            )
         return _unauthorized(
             "a codex-lb API key is required (Authorization: Bearer sk-clb-...)"
         )

@@ -8,6 +8,7 @@ the routes are added).
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -16,6 +17,7 @@ from aiohttp import web
 
 from codex_lb.accounts import StateConflict
 from codex_lb.accounts.identity import AuthFileError, account_from_auth_document
+from codex_lb.errors import body_read_deadline
 from codex_lb.web.api_common import (
     LOGINS_KEY,
     POOL_KEY,
@@ -131,11 +133,12 @@ async def _uploaded_documents(request: web.Request) -> list[tuple[str, Any]]:
 
     documents = []
     reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, aiohttp.BodyPartReader) or part.filename is None:
-            continue
-        raw = await part.read(decode=False)
-        name = part.filename
+    async with body_read_deadline(request):
+        parts = [
+            (part.filename or "auth.json", await part.read(decode=False))
+            async for part in _file_parts(reader)
+        ]
+    for name, raw in parts:
         try:
             documents.append((name, json.loads(raw)))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -143,6 +146,15 @@ async def _uploaded_documents(request: web.Request) -> list[tuple[str, Any]]:
                 f"{name}: not JSON: {exc}", code="invalid_auth_file"
             ) from exc
     return documents
+
+
+async def _file_parts(
+    reader: aiohttp.MultipartReader,
+) -> AsyncIterator[aiohttp.BodyPartReader]:
+    """The parts of an upload that are files."""
+    while (part := await reader.next()) is not None:
+        if isinstance(part, aiohttp.BodyPartReader) and part.filename is not None:
+            yield part
 
 
 # Logins

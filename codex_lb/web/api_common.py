@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from codex_lb import errors
 from codex_lb.accounts import Account, AccountPool
 from codex_lb.config import Settings
 from codex_lb.store import AccountActivity, Store
@@ -32,9 +33,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
-    return {
-        "error": {"message": message, "type": "invalid_request_error", "code": code}
-    }
+    """The shared error shape (``param`` included, as the proxy's has it)."""
+    return errors.error_body(code, message, "invalid_request_error")
 
 
 def bad_request(message: str, code: str = "invalid_request_error") -> web.HTTPException:
@@ -57,11 +57,21 @@ def conflict(code: str, message: str) -> web.HTTPException:
 
 
 def account_or_404(request: web.Request) -> Account:
-    account_id = request.match_info["account_id"]
-    account = request.app[POOL_KEY].get(account_id)
-    if account is None:
-        raise not_found("account_not_found", f"no account with id {account_id!r}")
-    return account
+    """The account the route names by id or, as the commands accept, email."""
+    key = request.match_info["account_id"]
+    pool = request.app[POOL_KEY]
+    account = pool.get(key)
+    if account is not None:
+        return account
+    matches = [a for a in pool.accounts if a.email == key]
+    if len(matches) > 1:
+        raise conflict(
+            "ambiguous_account",
+            f"{len(matches)} accounts have the email {key!r}: name one by its id",
+        )
+    if not matches:
+        raise not_found("account_not_found", f"no account with id or email {key!r}")
+    return matches[0]
 
 
 def int_param(query: Any, name: str, default: int, low: int, high: int) -> int:
@@ -101,7 +111,8 @@ async def json_body(request: web.Request, default: Any) -> Any:
     if not request.can_read_body:
         return default
     try:
-        return await request.json()
+        async with errors.body_read_deadline(request):
+            return await request.json()
     except json.JSONDecodeError as exc:
         raise bad_request(f"body is not JSON: {exc.msg} at line {exc.lineno}") from exc
 

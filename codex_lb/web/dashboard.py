@@ -16,6 +16,7 @@ from aiohttp import web
 
 from codex_lb.accounts.oauth import DEFAULT_CALLBACK_PORT
 from codex_lb.config import Settings
+from codex_lb.errors import body_read_deadline
 from codex_lb.store import Store
 from codex_lb.web.api import (
     LOGINS_KEY,
@@ -51,7 +52,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     operator logs in once; the cookie is HTTP-only and same-site strict.
     """
     token = request.app[WEB_SETTINGS_KEY].admin_token
-    form = await request.post()
+    async with body_read_deadline(request):
+        form = await request.post()
     given = form.get("token")
     if (
         token is None

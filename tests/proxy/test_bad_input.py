@@ -347,3 +347,64 @@ class TestHeaders:
 
         assert status_line.split()[1] == b"400"
         await assert_unharmed(lb)
+
+
+async def partial_request(lb: LB, path: str, content_type: str, sent: bytes) -> bytes:
+    """Announce a 1000-byte body, send ``sent`` of it, then wait; what comes back
+    before codex-lb closes the connection."""
+    assert lb.client.server.host is not None and lb.client.server.port is not None
+    reader, writer = await asyncio.open_connection(
+        lb.client.server.host, lb.client.server.port
+    )
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: 1000\r\n\r\n".encode()
+        + sent
+    )
+    await writer.drain()
+    try:
+        answer = await asyncio.wait_for(reader.read(65536), timeout=10)
+        # Then the connection is closed, not held for the rest of the body
+        # (aiohttp drops what still comes for at most 2 s).
+        assert await asyncio.wait_for(reader.read(), timeout=3) == b""
+        return answer
+    finally:
+        writer.close()
+
+
+class TestSlowBodies:
+    @pytest.mark.parametrize(
+        ("path", "content_type", "sent"),
+        [
+            (CODEX, "application/json", b"{"),
+            ("/v1/chat/completions", "application/json", b"{"),
+            (
+                "/api/accounts/import",
+                "multipart/form-data; boundary=b",
+                b'--b\r\nContent-Disposition: form-data; name="f"; '
+                b'filename="auth.json"\r\n\r\n{',
+            ),
+        ],
+    )
+    async def test_a_body_that_stops_arriving_gets_408(
+        self, make_lb: Any, emulator: Any, path: str, content_type: str, sent: bytes
+    ) -> None:
+        """Past CODEX_LB_BODY_READ_TIMEOUT_SECONDS: 408 in the error shape,
+        then the connection closes; the upstream never hears of it."""
+        lb = await make_lb(emulator, CODEX_LB_BODY_READ_TIMEOUT_SECONDS="0.5")
+        start = asyncio.get_running_loop().time()
+
+        answer = await partial_request(lb, path, content_type, sent)
+
+        elapsed = asyncio.get_running_loop().time() - start
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), answer
+        assert b"application/json" in head
+        error = json.loads(body)["error"]
+        assert error["code"] == "request_timeout"
+        assert error["message"] == (
+            "the request body did not arrive within 0.5 s "
+            "(CODEX_LB_BODY_READ_TIMEOUT_SECONDS)"
+        )
+        assert 0.5 <= elapsed < 3
+        assert lb.emulator.requests == []

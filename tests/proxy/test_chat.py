@@ -255,6 +255,19 @@ class TestRequestTranslation:
 
         assert caught.value.param == param
 
+    def test_a_json_schema_format_without_its_schema_says_so(self) -> None:
+        body = {
+            "model": "gpt-5",
+            "messages": [user("hi")],
+            "response_format": {"type": "json_schema"},
+        }
+
+        with pytest.raises(ParameterError) as caught:
+            chat_to_responses(body)
+
+        assert caught.value.param == "response_format"
+        assert "needs its 'json_schema' object" in str(caught.value)
+
 
 def event(name: str, **data: Any) -> SSEEvent:
     return SSEEvent(name, {"type": name, **data})

@@ -148,3 +148,47 @@ class TestPriceTable:
 
         with pytest.raises(PricingFileError, match=r"gpt-5.*input.*cheap"):
             PriceTable.load(path)
+
+
+# The catalog of the pinned Codex CLI 0.171.0 (its bundled models.json),
+# with OpenAI's published Standard rates per 1M tokens.
+CODEX_CLI_CATALOG_PRICES = {
+    "gpt-6.2-sol": (2.0, 0.1, 10.0),
+    "gpt-6.2-astra": (8.0, 0.4, 40.0),
+    "gpt-6-astra": (10.0, 1.0, 50.0),
+    "gpt-6.1-sol": (2.0, 0.1, 10.0),
+    "gpt-6.1-terra": (1.0, 0.05, 5.0),
+    "gpt-6-sol": (2.0, 0.2, 10.0),
+    "gpt-6-luna": (0.1, 0.01, 0.5),
+    "gpt-5.6-sol": (4.0, 0.4, 20.0),
+    "gpt-5.6-terra": (2.0, 0.2, 12.0),
+    "gpt-5.6-luna": (0.2, 0.02, 1.2),
+    "gpt-5.5": (5.0, 0.5, 30.0),
+}
+# In that catalog but with no published price: unpriced, never guessed.
+CODEX_CLI_UNPUBLISHED = (
+    "gpt-daybreak-blue-latest",
+    "gpt-daybreak-red-latest",
+    "codex-auto-review",
+)
+
+
+class TestBuiltinTable:
+    @pytest.mark.parametrize(("model", "rates"), CODEX_CLI_CATALOG_PRICES.items())
+    def test_prices_every_current_codex_model(
+        self, model: str, rates: tuple[float, float, float]
+    ) -> None:
+        """Each model the bundled Codex CLI offers costs its published rate."""
+        table = PriceTable.builtin()
+        usage = Usage(3_000_000, 1_000_000, 2_000_000, 500_000)
+        input_rate, cached_rate, output_rate = rates
+
+        cost = table.cost(model, usage)
+
+        assert cost == pytest.approx(2 * input_rate + cached_rate + 2 * output_rate)
+        assert table.label(model) == model
+
+    @pytest.mark.parametrize("model", CODEX_CLI_UNPUBLISHED)
+    def test_models_without_a_published_price_stay_unpriced(self, model: str) -> None:
+        """A catalog name no price was published for is not priced by a guess."""
+        assert PriceTable.builtin().cost(model, MILLION_INPUT) is None

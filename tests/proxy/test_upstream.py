@@ -27,6 +27,7 @@ from codex_lb.proxy.sse import SSEEvent
 from codex_lb.proxy.upstream import (
     MAX_RESET_SECONDS,
     MAX_TOKENS,
+    client_headers,
     error_class,
     error_code,
     error_resets_at,
@@ -39,6 +40,40 @@ from tests.conftest import LB
 from tests.proxy.test_relay import CODEX, CREATED, delta, prefer, turn
 
 NOW = 1_800_000_000.0
+
+
+class TestHopByHopHeaders:
+    async def test_headers_the_client_names_in_connection_stay_here(
+        self, lb: LB
+    ) -> None:
+        """RFC 9110: a header listed in Connection is for this hop only."""
+        response = await lb.client.post(
+            CODEX,
+            json=turn(),
+            headers={
+                "Connection": "keep-alive, X-Hop, x-other-hop",
+                "X-Hop": "for codex-lb only",
+                "X-Other-Hop": "also",
+                "X-Kept": "end to end",
+            },
+        )
+        await response.read()
+
+        (seen,) = [r for r in lb.emulator.requests if r.path.endswith("/responses")]
+        assert "x-hop" not in seen.headers
+        assert "x-other-hop" not in seen.headers
+        assert seen.headers["x-kept"] == "end to end"
+
+    def test_headers_the_upstream_names_in_connection_stay_there(self) -> None:
+        headers = client_headers(
+            {
+                "Connection": "close, X-Upstream-Hop",
+                "X-Upstream-Hop": "1",
+                "x-codex-primary-used-percent": "12",
+            }
+        )
+
+        assert dict(headers) == {"x-codex-primary-used-percent": "12"}
 
 
 class TestReadUsage:

@@ -282,7 +282,7 @@ class TestActions:
         data = await post_json(lb, "/api/accounts/acc_nope/pause", status=404)
 
         assert data["error"]["code"] == "account_not_found"
-        assert data["error"]["message"] == "no account with id 'acc_nope'"
+        assert data["error"]["message"] == "no account with id or email 'acc_nope'"
 
     async def test_cross_site_actions_are_refused(self, lb: LB) -> None:
         """A browser post from another site changes nothing."""
