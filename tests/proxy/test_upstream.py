@@ -69,11 +69,23 @@ class TestHopByHopHeaders:
             {
                 "Connection": "close, X-Upstream-Hop",
                 "X-Upstream-Hop": "1",
-                "x-codex-primary-used-percent": "12",
+                "X-Request-Id": "req_1",
             }
         )
 
-        assert dict(headers) == {"x-codex-primary-used-percent": "12"}
+        assert dict(headers) == {"X-Request-Id": "req_1"}
+
+    def test_the_accounts_own_quota_headers_stay_there(self) -> None:
+        """The pool's quota headers replace them on every proxied answer."""
+        headers = client_headers(
+            {
+                "x-codex-primary-used-percent": "12",
+                "x-codex-secondary-reset-at": "1700000000",
+                "Content-Type": "text/event-stream",
+            }
+        )
+
+        assert dict(headers) == {"Content-Type": "text/event-stream"}
 
 
 class TestReadUsage:
