@@ -277,7 +277,9 @@ class Relay:
 
         if klass in ("rate_limit", "quota"):
             status = RATE_LIMITED if klass == "rate_limit" else QUOTA_EXCEEDED
-            await self._pool.bench(account, status, code, resets_at)
+            # Shielded: a client hanging up now must not leave the account
+            # benched in memory but not in the store, nor the mark unannounced.
+            await asyncio.shield(self._pool.bench(account, status, code, resets_at))
         elif klass in ("upstream", "transport"):
             self._pool.record_failure(account, klass, code)
 

@@ -11,6 +11,14 @@ under one lock, rolled back on any error, which reaches its caller.
 Reads take the same lock, so a read never sees another write's uncommitted
 rows.
 
+A write's caller may be cancelled at any await (a client that hangs up
+cancels its request). aiosqlite runs each statement on its own thread, in
+the order they were handed over, and a statement already handed over runs
+even when the task awaiting it is cancelled: a cancelled ``BEGIN`` still
+begins. So a transaction that ends by an exception always hands over a
+``ROLLBACK`` before the lock is let go; queued behind it, the next writer's
+``BEGIN`` finds the connection idle.
+
 When another process holds the database for longer than the busy timeout,
 the write that waited fails, and so would every write queued behind it, one
 busy timeout after the other. So until a write succeeds again, writes wait
@@ -72,8 +80,8 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction: committed on leaving, rolled back on an error."""
         async with self._lock:
-            await self._begin()
             try:
+                await self._begin()
                 yield self.connection
                 await self.connection.execute("COMMIT")
             except BaseException:
@@ -104,12 +112,16 @@ class Database:
         await self.connection.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
 
     async def _rollback(self) -> None:
-        # SQLite may have rolled the transaction back by itself (a full disk
-        # can do that), and then there is nothing left to roll back.
-        if not self.connection.in_transaction:
-            return
+        # Handed over whatever the connection looks like from here: a BEGIN
+        # or COMMIT still queued on its thread has not changed it yet. When
+        # there is nothing to roll back (BEGIN failed, COMMIT went through,
+        # a full disk made SQLite roll back by itself), SQLite says so.
+        # Shielded: a second cancellation must not take the ROLLBACK back.
         try:
-            await self.connection.execute("ROLLBACK")
+            await asyncio.shield(self.connection.execute("ROLLBACK"))
+        except sqlite3.OperationalError as exc:
+            if "no transaction is active" not in str(exc):
+                log.error("store_rollback_failed", error=str(exc))
         except sqlite3.Error as exc:
             log.error("store_rollback_failed", error=str(exc))
 

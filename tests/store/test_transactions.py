@@ -18,6 +18,7 @@ import attrs
 import pytest
 
 from codex_lb.store import (
+    AccountState,
     QuotaReading,
     RequestLogRow,
     Store,
@@ -193,3 +194,63 @@ class TestOneTransactionPerWrite:
         assert max(later) < 0.6
         assert after_success >= 0.9
         assert [r.request_id for r in await store.recent_request_logs()] == ["req-1"]
+
+
+class TestCancelledWrites:
+    """A client that hangs up cancels its request at whatever it awaits, a
+    store write included. The write may land or not; the store must go on:
+    a cancelled ``BEGIN`` still begins on aiosqlite's thread, and a
+    transaction left open that way failed every later write ("cannot start
+    a transaction within a transaction"), request-log rows included."""
+
+    @pytest.mark.parametrize("ticks", range(12))
+    async def test_writes_after_a_cancelled_write_land(
+        self, tmp_path: Path, ticks: int
+    ) -> None:
+        store = await open_store(tmp_path / "d")
+        account_id = await store.add_account(new_account())
+        try:
+            write = asyncio.create_task(
+                store.set_account_state(account_id, AccountState("rate_limited"))
+            )
+            for _ in range(ticks):
+                await asyncio.sleep(0)
+            write.cancel()
+            await asyncio.gather(write, return_exceptions=True)
+
+            await store.set_account_state(account_id, AccountState("paused"))
+            await store.write_request_logs([log_row(1), log_row(2)])
+        finally:
+            await store.close()
+
+        again = await reopened(tmp_path / "d")
+        try:
+            row = await again.get_account(account_id)
+            assert row is not None and row.status == "paused"
+            assert await again.count_request_logs() == 2
+        finally:
+            await again.close()
+
+    async def test_a_write_cancelled_twice_still_leaves_the_store_usable(
+        self, tmp_path: Path
+    ) -> None:
+        """Cancelled again while its rollback is under way."""
+        store = await open_store(tmp_path / "d")
+        try:
+            for ticks in range(8):
+                write = asyncio.create_task(
+                    store.write_request_logs([log_row(100 + ticks)])
+                )
+                for _ in range(ticks):
+                    await asyncio.sleep(0)
+                write.cancel()
+                await asyncio.sleep(0)
+                write.cancel()
+                await asyncio.gather(write, return_exceptions=True)
+            await store.write_request_logs([log_row(1)])
+            rows = await store.count_request_logs()
+        finally:
+            await store.close()
+
+        # Each cancelled batch either landed whole or not at all; the last did.
+        assert 1 <= rows <= 9
