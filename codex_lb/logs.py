@@ -17,7 +17,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from types import TracebackType
 from typing import Any
 
@@ -324,3 +324,58 @@ def _log_uncaught(
     logging.getLogger("codex_lb").critical(
         "uncaught_exception", exc_info=(kind, value, traceback)
     )
+
+
+class FailureStreak:
+    """Logs failed writes without flooding the log.
+
+    A store that cannot be written (a full disk) fails write after write,
+    and a nearly full one fails some and takes others: a line per write
+    would flood the log, and a log on the same disk would fill it further.
+    ``failed`` logs ``<subject>_failed`` at most once per ``interval``
+    seconds, with the count of failed writes so far; the first success
+    after such a line logs ``<subject>_recovered``.
+    """
+
+    def __init__(
+        self,
+        logger: Any,
+        subject: str,
+        level: str = "error",
+        interval: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        **fields: Any,
+    ) -> None:
+        self._log = logger
+        self._subject = subject
+        self._level = level
+        self._interval = interval
+        self._clock = clock
+        self._fields = fields
+        self._last_line: float | None = None
+        self._unreported = False
+        self.failures = 0
+
+    def failed(self, **fields: Any) -> None:
+        self.failures += 1
+        now = self._clock()
+        if self._last_line is not None and now - self._last_line < self._interval:
+            return
+        self._last_line = now
+        self._unreported = True
+        method = getattr(self._log, self._level)
+        method(
+            f"{self._subject}_failed",
+            **self._fields,
+            **fields,
+            failed_writes=self.failures,
+        )
+
+    def succeeded(self) -> None:
+        if self._unreported:
+            self._unreported = False
+            self._log.info(
+                f"{self._subject}_recovered",
+                **self._fields,
+                failed_writes=self.failures,
+            )

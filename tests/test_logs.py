@@ -9,10 +9,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import structlog
+import structlog.testing
 from structlog.processors import TimeStamper
 
 from codex_lb.logs import (
     REDACTED,
+    FailureStreak,
     KnownSecrets,
     add_timestamp,
     redact_bytes,
@@ -272,3 +275,26 @@ class TestTimestamp:
         second = add_timestamp(None, "info", {})["timestamp"]
 
         assert first[:19] != second[:19]
+
+
+class TestFailureStreak:
+    def test_a_flapping_store_logs_at_most_a_pair_of_lines_a_minute(self) -> None:
+        now = [0.0]
+        streak = FailureStreak(
+            structlog.get_logger("test"), "thing_write", clock=lambda: now[0]
+        )
+        with structlog.testing.capture_logs() as logs:
+            for step in range(240):  # two minutes: a failure, then a success
+                now[0] = step * 0.5
+                if step % 2 == 0:
+                    streak.failed(error="disk full")
+                else:
+                    streak.succeeded()
+
+        assert [(e["event"], e["failed_writes"]) for e in logs] == [
+            ("thing_write_failed", 1),
+            ("thing_write_recovered", 1),
+            ("thing_write_failed", 61),
+            ("thing_write_recovered", 61),
+        ]
+        assert logs[0]["log_level"] == "error"

@@ -38,6 +38,7 @@ from codex_lb.accounts.states import (
     shows_room,
 )
 from codex_lb.events import AccountMarked, EventBus, PoolChanged
+from codex_lb.logs import FailureStreak
 from codex_lb.store import AccountRow, AccountState, QuotaReading, Store, TokenSet
 
 log = structlog.get_logger("codex_lb.accounts")
@@ -72,6 +73,8 @@ class AccountPool:
         # apply_reading (not with take_reading): what a cache keys on.
         self.version = 0
         self._deferred = DeferredReadings(store)
+        # A mark the store cannot take: logged once per streak of them.
+        self._status_writes = FailureStreak(log, "account_write", what="status")
 
     @property
     def accounts(self) -> list[Account]:
@@ -397,12 +400,9 @@ class AccountPool:
             try:
                 await self._store.set_account_state(account.id, state)
             except Exception as exc:  # locked or full: routing goes on from memory
-                log.error(
-                    "account_write_failed",
-                    account_id=account.id,
-                    what="status",
-                    error=str(exc),
-                )
+                self._status_writes.failed(account_id=account.id, error=str(exc))
+            else:
+                self._status_writes.succeeded()
         if changed:
             self._publish_roster()
 

@@ -16,6 +16,7 @@ import structlog
 
 from codex_lb.accounts.account import Account
 from codex_lb.events import QuotaSnapshot, QuotaWindow
+from codex_lb.logs import FailureStreak
 from codex_lb.store import QuotaReading, Store
 
 log = structlog.get_logger("codex_lb.accounts")
@@ -65,6 +66,8 @@ class DeferredReadings:
         self._unsaved: dict[str, QuotaReading] = {}
         self._writer: asyncio.Task[None] | None = None
         self._writer_waiting = False
+        # The store may be briefly locked, or full: logged once per streak.
+        self._failures = FailureStreak(log, "quota_write", level="warning")
 
     def keep(self, account_id: str, merged: QuotaReading) -> None:
         self._unsaved[account_id] = merged
@@ -101,5 +104,7 @@ class DeferredReadings:
             reading = self._unsaved.pop(account_id)
             try:
                 await self._store.record_quota(account_id, reading)
-            except Exception as exc:  # the store may be briefly locked
-                log.warning("quota_write_failed", account_id=account_id, error=str(exc))
+            except Exception as exc:
+                self._failures.failed(account_id=account_id, error=str(exc))
+            else:
+                self._failures.succeeded()

@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 import structlog
 
+from codex_lb.logs import FailureStreak
+
 log = structlog.get_logger("codex_lb.collectors")
 
 # A background state write waits this long, so a burst of changes (one per
@@ -56,6 +58,9 @@ class CollectorState:
         self._dirty: dict[str, None] = {}
         self._writer: asyncio.Task[None] | None = None
         self._writer_waiting = False
+        self._failures = FailureStreak(
+            log, "collector_state_write", collector=self._owner
+        )
 
     @classmethod
     async def load(cls, owner: str, store: StateStore | None) -> CollectorState:
@@ -99,6 +104,8 @@ class CollectorState:
         except Exception as exc:
             self._failed(key, exc)
             self._mark(key)
+        else:
+            self._failures.succeeded()
 
     async def flush(self) -> None:
         writer = self._writer
@@ -146,14 +153,12 @@ class CollectorState:
                 self._dirty[key] = None
                 self._failed(key, exc)
                 return
+            self._failures.succeeded()
 
     def _failed(self, key: str, exc: Exception) -> None:
-        log.error(
-            "collector_state_write_failed",
-            collector=self._owner,
-            key=key,
-            error=f"{type(exc).__name__}: {exc}",
-        )
+        # Logged once per streak: a full disk fails every write until it
+        # has room again.
+        self._failures.failed(key=key, error=f"{type(exc).__name__}: {exc}")
 
 
 def _made(value: Any) -> Any:

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import attrs
 import pytest
+import structlog
 
+from codex_lb.accounts.readings import DeferredReadings
+from codex_lb.events.state import CollectorState
 from codex_lb.store import (
     AccountState,
     QuotaReading,
@@ -254,3 +257,55 @@ class TestCancelledWrites:
 
         # Each cancelled batch either landed whole or not at all; the last did.
         assert 1 <= rows <= 9
+
+
+class TestFailingWritesAreLoggedOncePerStreak:
+    """A full disk fails every write until it has room again. Each writer
+    logs the first failure and the recovery, not a line per write (the soak
+    saw 285,000 lines in ten minutes from one stuck store)."""
+
+    async def test_collector_state(self, tmp_path: Path) -> None:
+        store = await open_store(tmp_path / "d")
+        state = CollectorState("tests:Counter", store)
+        try:
+            with structlog.testing.capture_logs() as logs:
+                async with full_disk(store):
+                    for n in range(20):
+                        await state.save(f"key-{n}", {"n": n, "pad": "x" * 4000})
+                await state.save("after", {"n": 99})
+                await state.flush()
+            stored = await store.load_collector_state("tests:Counter")
+        finally:
+            await store.close()
+
+        events = [e["event"] for e in logs]
+        assert events.count("collector_state_write_failed") == 1
+        assert events.count("collector_state_write_recovered") == 1
+        (recovered,) = [e for e in logs if e["event"].endswith("_recovered")]
+        assert recovered["failed_writes"] >= 19
+        # Nothing was lost: the keys the full disk refused were kept and
+        # written once it had room.
+        assert sorted(stored) == sorted([f"key-{n}" for n in range(20)] + ["after"])
+
+    async def test_quota_readings(self, tmp_path: Path) -> None:
+        store = await open_store(tmp_path / "d")
+        ids = [
+            await store.add_account(new_account(f"{n}@example.com", f"cg-{n}"))
+            for n in range(300)
+        ]
+        readings = DeferredReadings(store)
+        reading = QuotaReading(1000.0, "headers", 12.0, 300, 2000.0)
+        try:
+            with structlog.testing.capture_logs() as logs:
+                async with full_disk(store):
+                    for account_id in ids:
+                        readings.keep(account_id, attrs.evolve(reading))
+                    await readings.flush()
+                readings.keep(ids[0], attrs.evolve(reading, observed_at=1001.0))
+                await readings.flush()
+        finally:
+            await store.close()
+
+        events = [e["event"] for e in logs]
+        assert events.count("quota_write_failed") == 1
+        assert events.count("quota_write_recovered") == 1
