@@ -48,40 +48,37 @@ async def _read_json(request: web.Request) -> tuple[bytes, dict[str, Any]]:
 
 async def codex_responses(request: web.Request) -> web.StreamResponse:
     """``POST /backend-api/codex/responses``: SSE relayed byte for byte."""
-    try:
-        raw, body = await _read_json(request)
-        model = require_model(body)
-    except ClientError as exc:
-        return client_error_response(exc)
-    proxied = ProxyRequest(
-        api="codex",
-        upstream_path="/codex/responses",
-        body=raw,
-        content_encoding=request.headers.get("Content-Encoding"),
-        client_headers=request.headers,
-        model=model,
-        stream=body.get("stream", True) is not False,
-        session_key=_session_key(request, body),
-        api_key_id=request.get(API_KEY_ID),
-    )
-    return await request.app[RELAY_KEY].serve(request, proxied)
+    return await _relay_model_request(request, "codex", "/codex/responses")
 
 
 async def codex_compact(request: web.Request) -> web.StreamResponse:
     """``POST /backend-api/codex/responses/compact``: JSON in, JSON out."""
+    return await _relay_model_request(
+        request, "compact", "/codex/responses/compact", stream=False
+    )
+
+
+async def _relay_model_request(
+    request: web.Request, api: str, upstream_path: str, stream: bool = True
+) -> web.StreamResponse:
+    """Read a Codex model request and serve it through the pool, unchanged.
+
+    ``stream`` false: the route never streams; else the body's ``stream``
+    decides (absent means true, as the Codex CLI sends it).
+    """
     try:
         raw, body = await _read_json(request)
         model = require_model(body)
     except ClientError as exc:
         return client_error_response(exc)
     proxied = ProxyRequest(
-        api="compact",
-        upstream_path="/codex/responses/compact",
+        api=api,
+        upstream_path=upstream_path,
         body=raw,
         content_encoding=request.headers.get("Content-Encoding"),
         client_headers=request.headers,
         model=model,
-        stream=False,
+        stream=stream and body.get("stream", True) is not False,
         session_key=_session_key(request, body),
         api_key_id=request.get(API_KEY_ID),
     )
