@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, MutableMapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO, cast
 
 import orjson
 import structlog
@@ -251,6 +251,42 @@ def render_json(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> 
         return json.dumps(event, default=repr)
 
 
+class LogOutput:
+    """Where log lines go: a stream whose failure never reaches the caller.
+
+    A log line is written from everywhere, signal handlers included; when
+    the reader of the server's output goes away (a pipe to ``grep`` stopped
+    with Ctrl-C, a log shipper restarting) every write fails with
+    ``BrokenPipeError``. Raised from a signal handler, that kept SIGTERM
+    from stopping the server. Lines that cannot be written are counted in
+    ``lost`` and dropped; the stream is tried again for every line, so
+    output that comes back (a full disk freed) is used again.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.lost = 0
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except (OSError, ValueError):  # ValueError: the stream is closed
+            self.lost += 1
+            return 0
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def isatty(self) -> bool:
+        try:
+            return bool(self._stream.isatty())
+        except (OSError, ValueError):
+            return False
+
+
 def configure_logging(log_format: LogFormat | None, level: LogLevel) -> None:
     """Console lines on a terminal, JSON otherwise; all at ``level`` and up.
 
@@ -258,10 +294,11 @@ def configure_logging(log_format: LogFormat | None, level: LogLevel) -> None:
     asyncio's unretrieved task errors, warnings) and uncaught exceptions are
     rendered by the same chain, so they pass the same redaction step.
     """
+    output = LogOutput(sys.stderr)
     if log_format is None:
-        log_format = LogFormat.CONSOLE if sys.stderr.isatty() else LogFormat.JSON
+        log_format = LogFormat.CONSOLE if output.isatty() else LogFormat.JSON
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        structlog.dev.ConsoleRenderer(colors=output.isatty())
         if log_format is LogFormat.CONSOLE
         else render_json
     )
@@ -278,15 +315,16 @@ def configure_logging(log_format: LogFormat | None, level: LogLevel) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        # It has the two methods WriteLogger calls.
+        logger_factory=structlog.WriteLoggerFactory(file=cast(TextIO, output)),
         cache_logger_on_first_use=True,
     )
-    _route_stdlib_logging(renderer, numeric)
+    _route_stdlib_logging(renderer, numeric, output)
 
 
-def _route_stdlib_logging(renderer: Any, numeric: int) -> None:
+def _route_stdlib_logging(renderer: Any, numeric: int, output: LogOutput) -> None:
     """Standard-library records through ``redact_secrets`` and ``renderer``."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(output)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[

@@ -196,15 +196,19 @@ class ShutdownSignals:
     def _received(self, number: int) -> None:
         self._count += 1
         name = signal.Signals(number).name
+        # Each step acts before it logs: the signal is obeyed even when
+        # the log line cannot be written.
         if self._count == 1:
-            log.info("shutdown_started", signal=name)
             self.first.set()
+            log.info("shutdown_started", signal=name)
         elif self._count == 2:
             # The drain is cut short, not skipped: streams end with a
             # server_shutdown event and every row is still written.
-            log.warning("shutdown_hurried", signal=name)
             if RELAY_KEY in self._app:
                 self._app[RELAY_KEY].stop_streams()
+            log.warning("shutdown_hurried", signal=name)
         else:
-            log.error("shutdown_abandoned", signal=name)
-            os._exit(1)
+            try:
+                log.error("shutdown_abandoned", signal=name)
+            finally:
+                os._exit(1)

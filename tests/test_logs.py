@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
@@ -17,6 +18,7 @@ from codex_lb.logs import (
     REDACTED,
     FailureStreak,
     KnownSecrets,
+    LogOutput,
     add_timestamp,
     redact_bytes,
     redact_secrets,
@@ -298,3 +300,34 @@ class TestFailureStreak:
             ("thing_write_recovered", 61),
         ]
         assert logs[0]["log_level"] == "error"
+
+
+class TestLogOutput:
+    def test_lines_that_cannot_be_written_are_counted_not_raised(self) -> None:
+        class BrokenPipe:
+            def write(self, text: str) -> int:
+                raise BrokenPipeError(32, "Broken pipe")
+
+            def flush(self) -> None:
+                raise BrokenPipeError(32, "Broken pipe")
+
+            def isatty(self) -> bool:
+                raise ValueError("I/O operation on closed file")
+
+        output = LogOutput(BrokenPipe())
+
+        assert [output.write("a line\n") for _ in range(3)] == [0, 0, 0]
+        output.flush()
+        assert output.lost == 3
+        assert output.isatty() is False
+
+    def test_a_working_stream_gets_every_line(self) -> None:
+        stream = io.StringIO()
+        output = LogOutput(stream)
+
+        output.write("one\n")
+        output.write("two\n")
+        stream.close()
+        output.write("three\n")
+
+        assert output.lost == 1

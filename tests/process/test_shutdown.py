@@ -11,6 +11,8 @@ import asyncio
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -18,7 +20,7 @@ import aiohttp
 
 from codex_lb.proxy.request_log import RequestLogBuffer
 from codex_lb.store import RequestLogRow, Store
-from soak.processes import stop
+from soak.processes import free_port, import_accounts, lb_env, stop
 from tests.process.conftest import CODEX, CODEX_BODY, Processes, Running
 
 STREAMS = 20
@@ -333,3 +335,70 @@ class TestRequestLogWriterStop:
         assert written_by_writer == 3
         assert sorted(r.request_id for r in written) == [*ids, "req-late"]
         assert buffer.size == 0
+
+
+class TestLogReaderGone:
+    async def test_requests_and_sigterm_work_with_the_log_pipe_closed(
+        self, quick_streams: Processes
+    ) -> None:
+        """A server whose log reader went away still serves, logs and stops.
+
+        Every log line then fails with a broken pipe; before log writes were
+        made to survive that, SIGTERM (whose handler logs) was never obeyed
+        and some requests got no answer at all.
+        """
+        env = lb_env(
+            quick_streams.workdir / "piped-data",
+            quick_streams.emulator_base,
+            free_port(),
+            CODEX_LB_LOG_LEVEL="debug",
+        )
+        import_accounts(env, quick_streams.workdir / "auth")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "codex_lb"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        quick_streams.started.append(process)
+        base = f"http://127.0.0.1:{env['CODEX_LB_PORT']}"
+        assert process.stdout is not None
+        await asyncio.to_thread(process.stdout.readline)  # started: it logs
+        await _until_healthy(base)
+        process.stdout.close()
+
+        async with aiohttp.ClientSession() as session:
+            answers = [
+                await _answer(session, base + CODEX, CODEX_BODY) for _ in range(20)
+            ]
+        process.send_signal(signal.SIGTERM)
+        status = await asyncio.to_thread(process.wait, 60)
+
+        assert answers == [(200, True)] * 20
+        assert status == 0
+        rows = sqlite3.connect(env["CODEX_LB_DATA_DIR"] + "/store.db").execute(
+            "SELECT status_code FROM request_logs"
+        )
+        assert [code for (code,) in rows] == [200] * 20
+
+
+async def _until_healthy(base: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            try:
+                async with session.get(base + "/health") as answer:
+                    if answer.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{base} never became healthy")
+
+
+async def _answer(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any]
+) -> tuple[int, bool]:
+    """The status of one streamed turn and whether it completed."""
+    async with session.post(url, json=body) as answer:
+        return answer.status, COMPLETED in await answer.read()
