@@ -15,6 +15,7 @@ never guessed from a neighbour.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -154,9 +155,16 @@ def _price_entry(path: Path, name: str, entry: Any) -> Price:
     values = {}
     for key in ("input", "cached_input", "output"):
         value = entry.get(key, entry.get("input") if key == "cached_input" else None)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        # TOML reads nan, inf and 1e400 as floats; each would make every
+        # cost of the model a NaN or infinity, neither priced nor unpriced.
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
             raise PricingFileError(
-                f"{where}.{key} = {value!r}: must be a number of USD >= 0"
+                f"{where}.{key} = {value!r}: must be a finite number of USD >= 0"
             )
         values[key] = float(value)
     return Price(**values)

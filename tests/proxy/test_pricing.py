@@ -149,6 +149,31 @@ class TestPriceTable:
         with pytest.raises(PricingFileError, match=r"gpt-5.*input.*cheap"):
             PriceTable.load(path)
 
+    @pytest.mark.parametrize(
+        ("line", "shown"),
+        [
+            ("input = nan", "nan"),
+            ("input = inf", "inf"),
+            ("input = 1e400", "inf"),
+            ("input = -0.5", "-0.5"),
+            ("cached_input = -inf", "-inf"),
+        ],
+    )
+    def test_a_price_that_is_no_finite_amount_is_refused(
+        self, tmp_path: Path, line: str, shown: str
+    ) -> None:
+        """A price every cost would turn into NaN or infinity stops start-up.
+
+        Such a cost cannot be stored or summed, so the request would count
+        neither as priced nor as unpriced.
+        """
+        path = tmp_path / "prices.toml"
+        valid = "input = 1\n" if line.startswith("cached_input") else ""
+        path.write_text(f'[models."gpt-5"]\noutput = 1\n{valid}{line}\n')
+
+        with pytest.raises(PricingFileError, match=rf"gpt-5.*= {shown}: must be"):
+            PriceTable.load(path)
+
 
 # The catalog of the pinned Codex CLI 0.171.0 (its bundled models.json),
 # with OpenAI's published Standard rates per 1M tokens.
