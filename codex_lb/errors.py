@@ -20,13 +20,20 @@ class ClientError(Exception):
     """A request codex-lb refuses before any account is involved."""
 
     def __init__(
-        self, status: int, code: str, message: str, type_: str | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        type_: str | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.type = type_ or code
+        # The request field at fault, as OpenAI's errors name it.
+        self.param = param
 
 
 def error_body(
@@ -59,7 +66,9 @@ def error_response(
 
 
 def client_error_response(exc: ClientError) -> web.Response:
-    response = error_response(exc.status, exc.code, exc.message, exc.type)
+    response = error_response(
+        exc.status, exc.code, exc.message, exc.type, param=exc.param
+    )
     if exc.status == 408:
         # The rest of the body may never come: no keep-alive after this.
         response.force_close()

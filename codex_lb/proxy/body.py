@@ -161,5 +161,6 @@ def require_model(body: dict[str, Any]) -> str:
             "invalid_request_error",
             "'model' is required and must be a non-empty string",
             "invalid_request_error",
+            param="model",
         )
     return model

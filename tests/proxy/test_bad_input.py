@@ -163,6 +163,7 @@ class TestWrongFields:
 
         payload = await assert_refused(response, 400, "invalid_request_error")
         assert "'model'" in payload["error"]["message"]
+        assert payload["error"]["param"] == "model"
         await assert_unharmed(lb)
 
     @pytest.mark.parametrize(
@@ -187,6 +188,36 @@ class TestWrongFields:
         body[field] = value
 
         response = await lb.client.post(CHAT, json=body)
+
+        payload = await assert_refused(response, 400, "invalid_request_error")
+        assert payload["error"]["param"] == param
+        await assert_unharmed(lb)
+
+    @pytest.mark.parametrize(
+        ("field", "value", "param"),
+        [
+            ("stream", "yes", "stream"),
+            ("stream", 1, "stream"),
+            ("input", 5, "input"),
+            ("input", {"role": "user"}, "input"),
+            ("input", None, "input"),
+        ],
+    )
+    async def test_responses_field_that_decides_the_answer_is_checked(
+        self, lb: LB, field: str, value: Any, param: str
+    ) -> None:
+        """``stream`` and ``input`` on /v1/responses are refused, named, if wrong.
+
+        ``stream`` decides whether codex-lb streams or assembles the answer
+        (a "yes" was taken as false); ``input`` is what the upstream needs.
+        """
+        body: dict[str, Any] = {"model": "gpt-5", "input": "hi", "stream": True}
+        if value is None:
+            del body[field]
+        else:
+            body[field] = value
+
+        response = await lb.client.post(RESPONSES, json=body)
 
         payload = await assert_refused(response, 400, "invalid_request_error")
         assert payload["error"]["param"] == param
