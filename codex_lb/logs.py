@@ -24,6 +24,7 @@ from typing import Any, TextIO, cast
 import orjson
 import structlog
 import structlog.stdlib
+from aiohttp.http_exceptions import HttpProcessingError
 
 from codex_lb.config import LogFormat, LogLevel
 
@@ -322,12 +323,37 @@ def configure_logging(log_format: LogFormat | None, level: LogLevel) -> None:
     _route_stdlib_logging(renderer, numeric, output)
 
 
+class BadHttpRequests(logging.Filter):
+    """aiohttp's refusals of unparsable requests as one warning line each.
+
+    A header line over 8190 bytes, more than 128 headers or a request line
+    that is not HTTP is refused by aiohttp's parser with a 400 before any
+    handler of codex-lb runs, and aiohttp logs each at error level with a
+    traceback: a remote client could fill the log with them. They become
+    ``bad_http_request`` warnings with the status, the peer and the
+    parser's reason (cut short: it quotes the offending bytes).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.name == "aiohttp.server" and isinstance(exc, HttpProcessingError):
+            peer = record.args[0] if isinstance(record.args, tuple) else None
+            record.msg, record.args, record.exc_info = "bad_http_request", (), None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.status = exc.code
+            record.peer = peer
+            record.reason = str(exc.message)[:120]
+        return True
+
+
 def _route_stdlib_logging(renderer: Any, numeric: int, output: LogOutput) -> None:
     """Standard-library records through ``redact_secrets`` and ``renderer``."""
     handler = logging.StreamHandler(output)
+    handler.addFilter(BadHttpRequests())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
+                structlog.stdlib.ExtraAdder(allow=("status", "peer", "reason")),
                 structlog.stdlib.add_logger_name,
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
