@@ -146,12 +146,25 @@ async def _register(collector: object, name: str, ctx: CollectorContext) -> None
         ) from exc
 
 
+# What a collector has besides handlers named after events.
+_COLLECTOR_HOOKS = ("register", "run", "collect")
+
+
 def _check_handlers(collector: object, name: str) -> None:
-    """A method that looks like a handler for an unknown event is a typo."""
-    for attr in dir(type(collector)):
+    """A method that looks like a handler for an unknown event is a typo; a
+    class with no handler and no hook is not a collector at all (a wrong
+    ``module:Class`` in ``CODEX_LB_COLLECTORS``)."""
+    members = set(dir(type(collector)))
+    if not members & (set(EVENT_NAMES) | set(_COLLECTOR_HOOKS)):
+        raise CollectorError(
+            f"collector {name} handles no event and has no register, run or "
+            f"collect method: a collector defines at least one of "
+            f"{', '.join(sorted(EVENT_NAMES))}"
+        )
+    for attr in members:
         if attr.startswith("_") or attr in EVENT_NAMES:
             continue
-        if attr in ("register", "run", "collect"):
+        if attr in _COLLECTOR_HOOKS:
             continue
         close = [e for e in EVENT_NAMES if _near(attr, e)]
         if close:

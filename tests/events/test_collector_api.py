@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,6 +103,22 @@ class TestRegistration:
         """A method one letter away from an event name is reported."""
         with pytest.raises(CollectorError, match="did you mean 'request_finished'"):
             await CollectorHost(EventBus()).add(Typo)
+
+    @pytest.mark.parametrize("cls", [collections.OrderedDict, object, Exception])
+    async def test_a_class_that_is_no_collector_is_refused(self, cls: type) -> None:
+        """No handler, no hook: a wrong class named in CODEX_LB_COLLECTORS."""
+        with pytest.raises(CollectorError, match="handles no event"):
+            await CollectorHost(EventBus()).add(cls)
+
+    async def test_a_collector_with_only_a_hook_is_taken(self) -> None:
+        class OnlyRegisters:
+            def register(self, ctx: CollectorContext) -> None:
+                ctx.gauge("codex_lb_only_registers", "A gauge.")
+
+        host = CollectorHost(EventBus())
+        await host.add(OnlyRegisters)
+
+        assert len(host.collectors) == 1
 
 
 class TestDiscovery:
