@@ -99,6 +99,17 @@ def _seconds(high: float, allowed: str, zero: bool = False) -> Any:
     return _check(predicate, allowed)
 
 
+# Settings whose values a message never shows, even when they are wrong.
+_SECRET_SETTINGS = frozenset({"metrics_token", "admin_token"})
+
+# What a client can send after "Bearer " in a header, byte for byte.
+_TOKEN_ALLOWED = "visible ASCII characters (no spaces), at most 4096"
+
+
+def _is_token(value: str) -> bool:
+    return 0 < len(value) <= 4096 and all("!" <= c <= "~" for c in value)
+
+
 def _count(low: int, high: int, allowed: str) -> Any:
     """A validator for an integer from ``low`` to ``high``."""
     return _check(lambda v: low <= v <= high, allowed)
@@ -153,8 +164,12 @@ class Settings:
         validator=_seconds(3600, "more than 0 and at most 3600 seconds"),
     )
     metrics_account_identity_mode: IdentityMode = IdentityMode.EMAIL
-    metrics_token: str | None = None
-    admin_token: str | None = None
+    metrics_token: str | None = attrs.field(
+        default=None, validator=_check(_is_token, _TOKEN_ALLOWED)
+    )
+    admin_token: str | None = attrs.field(
+        default=None, validator=_check(_is_token, _TOKEN_ALLOWED)
+    )
     collectors: str | None = None
     pricing_file: Path | None = None
     log_format: LogFormat | None = None
@@ -288,7 +303,12 @@ def load_settings(
             if field.validator is not None:
                 field.validator(None, field, value)
         except Exception:
-            problems.append(f"{name}={raw!r}: must be {_allowed(field)}")
+            shown = (
+                f"<{len(raw)} characters, not shown>"
+                if field.name in _SECRET_SETTINGS
+                else repr(raw)
+            )
+            problems.append(f"{name}={shown}: must be {_allowed(field)}")
             continue
         kwargs[field.name] = value
 

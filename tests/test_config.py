@@ -49,6 +49,36 @@ class TestLoadSettings:
             "https:// URL",
         ]
 
+    @pytest.mark.parametrize("name", ["ADMIN", "METRICS"])
+    @pytest.mark.parametrize(
+        "value", ["two words", "été-secret", "tab\there", "x" * 4097]
+    )
+    def test_a_token_a_client_cannot_send_is_refused_unshown(
+        self, name: str, value: str
+    ) -> None:
+        """A token must fit a Bearer header; a wrong one is not echoed."""
+        with pytest.raises(SettingsError) as caught:
+            load_settings({f"CODEX_LB_{name}_TOKEN": value}, env_file=None)
+
+        assert caught.value.problems == [
+            f"CODEX_LB_{name}_TOKEN=<{len(value)} characters, not shown>: must "
+            "be visible ASCII characters (no spaces), at most 4096"
+        ]
+
+    @pytest.mark.parametrize("value", ["", "   ", "\t"])
+    def test_a_blank_token_is_no_token(self, value: str) -> None:
+        """Blank is unset, as for every variable: non-loopback callers are
+        then refused, never let in by an empty comparison."""
+        settings = load_settings({"CODEX_LB_ADMIN_TOKEN": value}, env_file=None)
+
+        assert settings.admin_token is None
+
+    def test_a_token_keeps_every_visible_character(self) -> None:
+        token = "A-z_0.9~!#$%&'*+/=?^`|{}" + "x" * 100
+        settings = load_settings({"CODEX_LB_METRICS_TOKEN": token}, env_file=None)
+
+        assert settings.metrics_token == token
+
     @pytest.mark.parametrize(
         "value", ["10.0.0.300", "127.0.0.1/33", ",", "::1, fe80::/10x", "localhost"]
     )
