@@ -62,7 +62,7 @@ async def exchange_code(
         async with session.post(url, data=form, timeout=HTTP_TIMEOUT) as response:
             status, payload = response.status, json_object(await response.read())
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise LoginError(f"cannot reach {url}: {type(exc).__name__}") from exc
+        raise LoginError(f"cannot reach {url}: {_why(exc)}") from exc
     if status != 200:
         raise LoginError(
             f"the token exchange failed: HTTP {status} {error_text(payload)}"
@@ -109,7 +109,7 @@ async def post_json(
         async with session.post(url, json=body, timeout=HTTP_TIMEOUT) as response:
             return response.status, json_object(await response.read())
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise LoginError(f"cannot reach {url}: {type(exc).__name__}") from exc
+        raise LoginError(f"cannot reach {url}: {_why(exc)}") from exc
 
 
 def json_object(raw: bytes | str) -> dict[str, Any]:
@@ -137,3 +137,18 @@ def error_text(payload: dict[str, Any]) -> str:
     """An answer's error code for a message, never its other fields (they may
     echo secrets)."""
     return error_code(payload) or "(no error code)"
+
+
+def _why(exc: BaseException) -> str:
+    """Why the auth server could not be reached, in a few words.
+
+    Only the kind of failure and the system's reason: an exception's own
+    text may quote what was being sent.
+    """
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return (
+            f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
+        )
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {HTTP_TIMEOUT.total:g} s"
+    return type(exc).__name__

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -192,6 +193,21 @@ class TestDeviceLogin:
 
         with pytest.raises(LoginError, match="not approved within"):
             await login.wait()
+
+    async def test_an_auth_server_that_is_down_is_named_with_the_reason(
+        self, http: aiohttp.ClientSession
+    ) -> None:
+        """Nothing listens on the port: the URL and the system's reason."""
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]
+
+        with pytest.raises(LoginError) as caught:
+            await DeviceLogin.start(http, f"http://127.0.0.1:{port}", timeout=5)
+
+        message = str(caught.value)
+        assert message.startswith(f"cannot reach http://127.0.0.1:{port}/")
+        assert "cannot connect (" in message
 
 
 async def _run_login(
