@@ -81,6 +81,31 @@ class TestAccountsCommands:
         assert result.returncode == 1
         assert f"{bad}: no 'tokens' object" in result.stderr
 
+    def test_claims_of_the_wrong_type_are_a_clear_refusal(self, tmp_path: Path) -> None:
+        """An id token that is a number and an account id that is a number:
+        one line naming the file, no traceback, nothing stored."""
+        bad = tmp_path / "typed.json"
+        bad.write_text(
+            json.dumps(
+                {
+                    "tokens": {
+                        "id_token": 5,
+                        "access_token": "opaque",
+                        "refresh_token": "opaque-too",
+                        "account_id": 12345,
+                    }
+                }
+            )
+        )
+
+        result = run(tmp_path / "data", "accounts", "import", str(bad))
+        listed = run(tmp_path / "data", "accounts", "list", "--json")
+
+        assert result.returncode == 1
+        assert f"{bad}: no ChatGPT account id" in result.stderr
+        assert "Traceback" not in result.stderr + result.stdout
+        assert json.loads(listed.stdout) == []
+
     def test_resume_ends_only_a_pause(self, tmp_path: Path) -> None:
         """Resume of an account that is not paused is one clear error line and
         changes nothing; a benched account paused then resumed is benched

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ def token_claims(token: str | None) -> dict[str, Any]:
 
     Access tokens may be opaque strings: then nothing is known of them.
     """
-    if not token or token.count(".") != 2:
+    if not isinstance(token, str) or token.count(".") != 2:
         return {}
     # Only the payload is read: the signature is not ours to check (and some
     # issuers, the emulator among them, sign with nothing decodable).
@@ -38,8 +39,22 @@ def token_claims(token: str | None) -> dict[str, Any]:
 
 
 def token_expiry(token: str | None) -> float | None:
-    exp = token_claims(token).get("exp")
-    return float(exp) if isinstance(exp, (int, float)) else None
+    return claim_time(token_claims(token).get("exp"))
+
+
+def claim_time(value: Any) -> float | None:
+    """A time claim (``exp``, ``iat``) as epoch seconds, else None.
+
+    JSON lets a claim be ``true``, ``NaN``, ``1e999`` or an integer of
+    hundreds of digits; none of those is a time.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def identity_from_tokens(
@@ -48,12 +63,39 @@ def identity_from_tokens(
     """(email, ChatGPT account id, plan) from the id token, else the access token."""
     email = account = plan = None
     for claims in (token_claims(id_token), token_claims(access_token)):
-        auth = claims.get(AUTH_CLAIM) or {}
-        profile = claims.get(PROFILE_CLAIM) or {}
-        email = email or claims.get("email") or profile.get("email")
-        account = account or auth.get("chatgpt_account_id")
-        plan = plan or auth.get("chatgpt_plan_type")
+        auth = _object(claims.get(AUTH_CLAIM))
+        profile = _object(claims.get(PROFILE_CLAIM))
+        email = (
+            email or claim_text(claims.get("email")) or claim_text(profile.get("email"))
+        )
+        account = account or claim_text(auth.get("chatgpt_account_id"))
+        plan = plan or claim_text(auth.get("chatgpt_plan_type"))
     return email, account, plan
+
+
+# The longest identity claim taken (an email may have 254 characters).
+MAX_CLAIM_CHARS: Final = 256
+
+
+def claim_text(value: Any) -> str | None:
+    """``value`` if it is a usable identity text, else None.
+
+    A claim of another type (a number, a list), an empty one, one with
+    control characters or one longer than any real id is left out rather
+    than stored: it would become an account named by garbage.
+    """
+    if (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_CLAIM_CHARS
+        and value.isprintable()
+        and value.strip() == value
+    ):
+        return value
+    return None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def account_from_auth_file(path: Path, now: float | None = None) -> NewAccount:
@@ -96,7 +138,7 @@ def account_from_auth_document(
         raise AuthFileError(f"{source}: 'tokens' lacks access_token or refresh_token")
 
     email, account_id, plan = identity_from_tokens(id_token, access)
-    account_id = tokens.get("account_id") or account_id
+    account_id = claim_text(tokens.get("account_id")) or account_id
     if not account_id:
         raise AuthFileError(f"{source}: no ChatGPT account id in tokens or id token")
 
@@ -136,6 +178,6 @@ def _written_at(
     issued = [
         iat
         for claims in (token_claims(id_token), token_claims(access_token))
-        if isinstance(iat := claims.get("iat"), (int, float))
+        if (iat := claim_time(claims.get("iat"))) is not None
     ]
-    return float(max(issued)) if issued else None
+    return max(issued) if issued else None

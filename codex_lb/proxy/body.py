@@ -153,14 +153,34 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
     return value
 
 
+# Longer than any model name; a name is kept in every request-log row and
+# listed by the dashboard, so one of 100 KB or with line breaks would be
+# stored and shown for as long as the log keeps it.
+MAX_MODEL_CHARS = 200
+
+
+def model_problem(model: Any) -> str | None:
+    """What is wrong with a request's ``model``, or None: one rule for every
+    route."""
+    if not isinstance(model, str) or not model.strip():
+        return "'model' is required and must be a non-empty string"
+    if len(model) > MAX_MODEL_CHARS or not model.isprintable():
+        return (
+            f"'model' must be a model name: at most {MAX_MODEL_CHARS} "
+            "printable characters"
+        )
+    return None
+
+
 def require_model(body: dict[str, Any]) -> str:
     model = body.get("model")
-    if not isinstance(model, str) or not model.strip():
+    problem = model_problem(model)
+    if problem is not None:
         raise ClientError(
             400,
             "invalid_request_error",
-            "'model' is required and must be a non-empty string",
+            problem,
             "invalid_request_error",
             param="model",
         )
-    return model
+    return str(model)

@@ -15,6 +15,8 @@ from typing import Any, Final
 
 import attrs
 
+from codex_lb.proxy.body import model_problem
+
 # What happens to each Chat Completions parameter. Unknown ones are dropped.
 TRANSLATED: Final = frozenset(
     {
@@ -101,10 +103,10 @@ def chat_to_responses(chat: dict[str, Any]) -> ChatPlan:
     _check_single_choice(chat)
 
     model = chat.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise ParameterError(
-            "model", "'model' is required and must be a non-empty string"
-        )
+    problem = model_problem(model)
+    if problem is not None:
+        raise ParameterError("model", problem)
+    assert isinstance(model, str)
     stream = chat.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
         raise ParameterError("stream", f"'stream' must be a boolean, not {stream!r}")
@@ -172,7 +174,8 @@ def split_instructions(
 def _check_single_choice(chat: dict[str, Any]) -> None:
     """Refuse what would need more than one plain text choice."""
     n = chat.get("n")
-    if n is not None and n != 1:
+    # True == 1 and 1.0 == 1 in Python; neither is the integer the API takes.
+    if n is not None and (type(n) is not int or n != 1):
         raise ParameterError("n", f"'n' = {n!r}: only one choice (n = 1) is served")
     if chat.get("logprobs"):
         raise ParameterError(

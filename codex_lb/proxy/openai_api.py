@@ -88,9 +88,10 @@ def responses_upstream_body(body: dict[str, Any]) -> tuple[dict[str, Any], list[
     """The upstream body of a /v1/responses request, and the names dropped."""
     # What decides codex-lb's own answer is checked here; the rest is the
     # upstream's dialect, which the upstream checks.
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise ParameterError("stream", "'stream' must be true or false")
+    for name in ("stream", "store"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise ParameterError(name, f"'{name}' must be true or false")
     if not isinstance(body.get("input"), (str, list)):
         raise ParameterError(
             "input", "'input' is required: a string or a list of input items"

@@ -16,7 +16,11 @@ import structlog
 from aiohttp import web
 
 from codex_lb.accounts import StateConflict
-from codex_lb.accounts.identity import AuthFileError, account_from_auth_document
+from codex_lb.accounts.identity import (
+    MAX_AUTH_FILE_BYTES,
+    AuthFileError,
+    account_from_auth_document,
+)
 from codex_lb.errors import body_read_deadline
 from codex_lb.web.api_common import (
     LOGINS_KEY,
@@ -132,13 +136,21 @@ async def _uploaded_documents(request: web.Request) -> list[tuple[str, Any]]:
         return [("request body", await json_body(request, default=None))]
 
     documents = []
-    reader = await request.multipart()
-    async with body_read_deadline(request):
-        parts = [
-            (part.filename or "auth.json", await part.read(decode=False))
-            async for part in _file_parts(reader)
-        ]
+    try:
+        reader = await request.multipart()
+        async with body_read_deadline(request):
+            parts = [
+                (part.filename or "auth.json", await part.read(decode=False))
+                async for part in _file_parts(reader)
+            ]
+    except ValueError as exc:  # no boundary, a malformed part
+        raise bad_request(f"the upload is not a readable form: {exc}") from exc
     for name, raw in parts:
+        if len(raw) > MAX_AUTH_FILE_BYTES:
+            raise bad_request(
+                f"{name}: larger than {MAX_AUTH_FILE_BYTES} bytes: not an auth.json",
+                code="invalid_auth_file",
+            )
         try:
             documents.append((name, json.loads(raw)))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -78,10 +78,8 @@ def int_param(query: Any, name: str, default: int, low: int, high: int) -> int:
     raw = query.get(name)
     if raw in (None, ""):
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
+    # ASCII digits only: int() also reads "٣" and " 3_0 ".
+    value = int(raw) if raw.isascii() and raw.isdigit() else low - 1
     if not low <= value <= high:
         raise bad_request(f"{name}={raw!r} must be an integer from {low} to {high}")
     return value
@@ -101,7 +99,10 @@ def time_param(query: Any, name: str) -> float | None:
             raise bad_request(
                 f"{name}={raw!r} is neither epoch seconds nor an ISO 8601 time"
             ) from None
-        value = moment.astimezone().timestamp()
+        try:
+            value = moment.astimezone().timestamp()
+        except (ValueError, OverflowError):  # year 1 or 9999 moved by a zone
+            raise bad_request(f"{name}={raw!r} is out of range") from None
     if not math.isfinite(value):
         raise bad_request(f"{name}={raw!r} is not a finite time")
     return value
@@ -115,6 +116,8 @@ async def json_body(request: web.Request, default: Any) -> Any:
             return await request.json()
     except json.JSONDecodeError as exc:
         raise bad_request(f"body is not JSON: {exc.msg} at line {exc.lineno}") from exc
+    except UnicodeDecodeError as exc:
+        raise bad_request(f"body is not UTF-8 text: {exc.reason}") from exc
 
 
 def same_site_only(handler: Handler) -> Handler:

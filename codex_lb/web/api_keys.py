@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from codex_lb.errors import error_response
 from codex_lb.store import ApiKeyUsage, Store
+from codex_lb.web.api_common import time_param
 
 KEYS_STORE_KEY = web.AppKey("keys_store", Store)
 
@@ -21,15 +21,7 @@ async def list_keys(request: web.Request) -> web.Response:
 
     ``?since=EPOCH`` limits the totals to requests started since then.
     """
-    since_text = request.query.get("since")
-    try:
-        since = float(since_text) if since_text is not None else None
-    except ValueError:
-        return error_response(
-            400,
-            "invalid_request_error",
-            f"since={since_text!r}: expected epoch seconds",
-        )
+    since = time_param(request.query, "since")
 
     store = request.app[KEYS_STORE_KEY]
     usage = {u.api_key_id: u for u in await store.api_key_usage(since)}

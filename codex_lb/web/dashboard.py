@@ -52,8 +52,11 @@ async def login(request: web.Request) -> web.StreamResponse:
     operator logs in once; the cookie is HTTP-only and same-site strict.
     """
     token = request.app[WEB_SETTINGS_KEY].admin_token
-    async with body_read_deadline(request):
-        form = await request.post()
+    try:
+        async with body_read_deadline(request):
+            form = await request.post()
+    except ValueError:  # a malformed form: the same as a wrong token
+        raise web.HTTPSeeOther(LOGIN_PATH + "?failed=1") from None
     given = form.get("token")
     if (
         token is None

@@ -172,6 +172,8 @@ class TestWrongFields:
             ("messages", "hello", "messages"),
             ("messages", [1], "messages[0]"),
             ("stream", "yes", "stream"),
+            ("n", True, "n"),
+            ("n", 1.0, "n"),
             ("tools", {"type": "function"}, "tools"),
             ("stream_options", "x", "stream_options"),
         ],
@@ -198,6 +200,7 @@ class TestWrongFields:
         [
             ("stream", "yes", "stream"),
             ("stream", 1, "stream"),
+            ("store", "yes", "store"),
             ("input", 5, "input"),
             ("input", {"role": "user"}, "input"),
             ("input", None, "input"),
@@ -223,26 +226,39 @@ class TestWrongFields:
         assert payload["error"]["param"] == param
         await assert_unharmed(lb)
 
-    async def test_lone_surrogate_in_model_never_blocks_the_log(self, lb: LB) -> None:
-        """A model name that cannot be UTF-8 encoded does not poison the log.
+    @pytest.mark.parametrize("route", BODY_ROUTES)
+    @pytest.mark.parametrize(
+        "model",
+        ["gpt-5\\ud800", "gpt-5\\n2", "gpt-5\\u0000", "m" * 201],
+        ids=["lone-surrogate", "newline", "nul", "201-chars"],
+    )
+    async def test_a_model_name_no_model_has_is_refused_before_the_log(
+        self, lb: LB, route: str, model: str
+    ) -> None:
+        """A name that could not be stored as text, or that would fill every
+        dashboard page listing models, never reaches the upstream or the log.
 
-        The upstream refuses the unknown model; the row of that refusal and
-        every later row still reach the store.
+        (A lone surrogate once made the request-log batch fail to encode.)
         """
-        data = b'{"model": "gpt-5\\ud800", "input": [], "stream": true}'
+        data = b'{"model": "%s", "input": "hi", "messages": [], "stream": true}' % (
+            model.encode()
+        )
 
-        response = await lb.client.post(CODEX, data=data)
-        assert response.status == 400
-        await response.read()
-        response = await lb.client.post(CODEX, json=turn())
+        response = await lb.client.post(
+            route, data=data, headers={"Content-Type": "application/json"}
+        )
+
+        payload = await assert_refused(response, 400, "invalid_request_error")
+        assert payload["error"]["param"] == "model"
+        await assert_unharmed(lb)
+
+    async def test_a_long_real_looking_model_name_is_still_taken(self, lb: LB) -> None:
+        """200 printable characters pass on (the upstream judges the name)."""
+        response = await lb.client.post(CODEX, json=turn(model="gpt-5-" + "x" * 194))
         await response.read()
 
-        rows = await lb.request_logs()
-        assert [(r.status_code, r.status) for r in rows] == [
-            (400, "error"),
-            (200, "success"),
-        ]
-        assert rows[0].model is not None and rows[0].model.startswith("gpt-5")
+        (row,) = await lb.request_logs()
+        assert row.model == "gpt-5-" + "x" * 194
 
 
 class TestSizes:

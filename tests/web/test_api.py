@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
 import socket
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from codex_lb.accounts import AccountPool, TokenRefresher
+from codex_lb.accounts.identity import MAX_AUTH_FILE_BYTES
 from codex_lb.app import REFRESHER_KEY, SESSION_KEY
 from codex_lb.events import EventBus
 from codex_lb.sim import SimAccount
@@ -39,6 +43,16 @@ async def post_json(lb: LB, path: str, status: int = 200, **kwargs: Any) -> Any:
     response = await lb.client.post(path, **kwargs)
     assert response.status == status, await response.text()
     return await response.json()
+
+
+def unsigned_jwt(claims: Any) -> str:
+    """A JWT carrying ``claims`` (the signature is never checked on import)."""
+
+    def part(value: Any) -> str:
+        raw = json.dumps(value).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none'})}.{part(claims)}.sig"
 
 
 class TestReads:
@@ -168,6 +182,23 @@ class TestRequestLog:
         assert since["error"]["message"] == (
             "since='yesterday' is neither epoch seconds nor an ISO 8601 time"
         )
+
+    @pytest.mark.parametrize("value", ["%D9%A3", "3_0", "%203", "-1", "1e2"])
+    async def test_a_limit_must_be_ascii_digits(self, lb: LB, value: str) -> None:
+        """int() reads an Arabic-Indic 3, underscores and spaces; the API
+        does not."""
+        data = await get_json(lb, f"/api/requests?limit={value}", status=400)
+
+        assert data["error"]["message"].endswith("must be an integer from 1 to 500")
+
+    @pytest.mark.parametrize("value", ["0001-01-01", "9999-12-31T23:59:59-23:59"])
+    async def test_a_time_at_the_edge_of_the_calendar_is_400(
+        self, lb: LB, value: str
+    ) -> None:
+        """A valid ISO date that no epoch time can hold is refused, named."""
+        data = await get_json(lb, f"/api/requests?since={value}", status=400)
+
+        assert data["error"]["message"].startswith(f"since={value!r}")
 
 
 class TestActions:
@@ -427,6 +458,108 @@ class TestImport:
         assert data["error"]["message"].startswith("bad.json: not JSON:")
         assert len(lb.pool.accounts) == 2
 
+    @pytest.mark.parametrize(
+        "claims",
+        [
+            {"chatgpt_account_id": ["x", 1], "chatgpt_plan_type": "plus"},
+            {"chatgpt_account_id": 12345},
+            {"chatgpt_account_id": ""},
+            {"chatgpt_account_id": "acc\nnext"},
+            {"chatgpt_account_id": "a" * 300},
+            "not an object",
+        ],
+        ids=["list", "number", "empty", "newline", "300-chars", "claim-a-text"],
+    )
+    async def test_a_file_with_a_bad_account_id_adds_nothing(
+        self, lb: LB, claims: Any
+    ) -> None:
+        """An id that no account has refuses the batch before anything is
+        stored (a list once reached the store after the good file was in)."""
+        lb.emulator.add_account(SimAccount.make("c@example.com"))
+        bad = {
+            "tokens": {
+                "id_token": unsigned_jwt(
+                    {"email": "w@x", "https://api.openai.com/auth": claims}
+                ),
+                "access_token": "opaque-access",
+                "refresh_token": "opaque-refresh",
+            }
+        }
+        form = aiohttp.FormData()
+        form.add_field(
+            "auth_json",
+            json.dumps(lb.emulator.auth_json("c@example.com")).encode(),
+            filename="good.json",
+        )
+        form.add_field("auth_json", json.dumps(bad).encode(), filename="bad.json")
+
+        data = await post_json(lb, "/api/accounts/import", status=400, data=form)
+        listed = await get_json(lb, "/api/accounts")
+
+        assert data["error"]["code"] == "invalid_auth_file"
+        assert data["error"]["message"] == (
+            "bad.json: no ChatGPT account id in tokens or id token"
+        )
+        assert len(listed["accounts"]) == 2
+
+    @pytest.mark.parametrize(
+        "tokens",
+        [
+            {"id_token": 5},
+            {"id_token": unsigned_jwt({"email": 7, "exp": 1e999})},
+            {"id_token": unsigned_jwt({"https://api.openai.com/profile": []})},
+        ],
+        ids=["id-token-a-number", "email-a-number", "profile-a-list"],
+    )
+    async def test_claims_of_the_wrong_type_are_left_out(
+        self, lb: LB, tokens: dict[str, Any]
+    ) -> None:
+        """A claim of the wrong type is ignored, never a 500: with the id
+        given beside the tokens the file is taken, named by that id."""
+        document = {
+            "tokens": {
+                **tokens,
+                "access_token": "opaque-access",
+                "refresh_token": "opaque-refresh",
+                "account_id": "acct-typed",
+            }
+        }
+
+        data = await post_json(lb, "/api/accounts/import", json=document)
+
+        (imported,) = data["imported"]
+        assert (imported["email"], imported["plan"]) == ("acct-typed", "unknown")
+
+    async def test_an_upload_that_is_no_form_is_400(self, lb: LB) -> None:
+        response = await lb.client.post(
+            "/api/accounts/import",
+            data=b"xx",
+            headers={"Content-Type": "multipart/form-data"},
+        )
+
+        assert response.status == 400
+        assert (await response.json())["error"]["code"] == "invalid_request_error"
+
+    async def test_a_body_that_is_no_utf8_is_400(self, lb: LB) -> None:
+        response = await lb.client.post(
+            "/api/accounts/import",
+            data=b"\xff\xfe{}",
+            headers={"Content-Type": "application/json"},
+        )
+
+        assert response.status == 400
+        assert "UTF-8" in (await response.json())["error"]["message"]
+
+    async def test_a_file_larger_than_any_auth_json_is_refused(self, lb: LB) -> None:
+        form = aiohttp.FormData()
+        big = io.BytesIO(b" " * (MAX_AUTH_FILE_BYTES + 1))
+        form.add_field("auth_json", big, filename="big")
+
+        data = await post_json(lb, "/api/accounts/import", status=400, data=form)
+
+        assert data["error"]["code"] == "invalid_auth_file"
+        assert "larger than" in data["error"]["message"]
+
 
 async def login_outcome(lb: LB, flow_id: str) -> Any:
     """Poll a login until it ends (the device flow polls once a second)."""
@@ -632,3 +765,22 @@ class TestRemoteAccess:
         cookie = right.cookies["codex_lb_admin"]
         assert cookie["httponly"] and cookie["samesite"] == "Strict"
         assert after.status == 200
+
+    async def test_a_malformed_login_form_is_a_failed_login(
+        self, make_lb: Any, emulator: Any
+    ) -> None:
+        """The login route is open to anyone: garbage is a failed login, not
+        a 500."""
+        lb = await make_lb(emulator, **self.ENV)
+
+        answer = await lb.client.post(
+            "/dashboard/login",
+            data=b"garbage",
+            headers={**self.REMOTE, "Content-Type": "multipart/form-data; boundary=x"},
+            allow_redirects=False,
+        )
+
+        assert (answer.status, answer.headers["Location"]) == (
+            303,
+            "/dashboard/login?failed=1",
+        )

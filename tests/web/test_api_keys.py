@@ -48,9 +48,16 @@ class TestKeysApi:
         assert (idle_json["status"], idle_json["revoked_at"]) == ("revoked", 123.0)
         assert (idle_json["requests"], idle_json["cost_usd"]) == (0, 0.0)
 
-    async def test_bad_since_is_400(self, lb: LB) -> None:
-        """A since that is not a number is refused by name."""
-        response = await lb.client.get("/api/keys?since=yesterday")
+    @pytest.mark.parametrize("since", ["yesterday", "nan", "inf", "0001-01-01"])
+    async def test_bad_since_is_400(self, lb: LB, since: str) -> None:
+        """A since that is no time is refused by name, as on /api/requests
+        (nan once gave totals of 0)."""
+        response = await lb.client.get(f"/api/keys?since={since}")
 
         assert response.status == 400
-        assert "since='yesterday'" in await response.text()
+        assert f"since={since!r}" in (await response.json())["error"]["message"]
+
+    async def test_since_takes_an_iso_time_too(self, lb: LB) -> None:
+        response = await lb.client.get("/api/keys?since=2020-01-01T00:00:00Z")
+
+        assert response.status == 200
