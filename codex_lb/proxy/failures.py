@@ -198,8 +198,9 @@ def _upstream_failed(last: Failure) -> Outcome:
             f"endpoint could not renew its access ({shown})"
         )
     else:
+        # Transport failures: no connection, or one lost mid-answer.
         code = "upstream_unavailable"
-        message = f"the upstream could not be reached ({shown})"
+        message = f"the upstream could not be reached or stopped answering ({shown})"
     return Outcome(502, code, response=error_response(502, code, message))
 
 
