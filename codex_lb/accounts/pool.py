@@ -66,6 +66,7 @@ class AccountPool:
         self._bus = bus
         self._clock = clock
         self._accounts: dict[str, Account] = {}
+        self._removing: set[str] = set()
         self._selector = Selector(self._accounts, bus.publish, prefer_earliest_reset)
         self._sessions = self._selector.sessions
         self._change_marker: int | None = None
@@ -288,13 +289,25 @@ class AccountPool:
         account.pinned = pinned
         account.local_changes += 1
 
-    async def remove(self, account: Account) -> None:
-        await self._store.remove_account(account.id)
+    async def remove(self, account: Account) -> bool:
+        """Remove ``account`` from the store, then from routing.
+
+        False when it is already gone or another call is removing it: of
+        several removals at once, one removes.
+        """
+        if account.id not in self._accounts or account.id in self._removing:
+            return False
+        self._removing.add(account.id)
+        try:
+            await self._store.remove_account(account.id)
+        finally:
+            self._removing.discard(account.id)
         self._deferred.discard(account.id)
         self._accounts.pop(account.id, None)
         self.version += 1
         self._sessions.forget_account(account.id)
         self._publish_roster()
+        return True
 
     # Tokens and quota
 

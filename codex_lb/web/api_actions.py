@@ -82,7 +82,8 @@ async def _pin(request: web.Request, pinned: bool) -> web.Response:
 
 async def remove_account(request: web.Request) -> web.Response:
     account = account_or_404(request)
-    await request.app[POOL_KEY].remove(account)
+    if not await request.app[POOL_KEY].remove(account):
+        raise not_found("account_not_found", f"account {account.id} is already removed")
     log.info("account_action", action="remove", account_id=account.id)
     return web.json_response({"removed": account.id})
 

@@ -308,6 +308,20 @@ class TestActions:
         assert lb.pool.get(a_id) is None
         assert await lb.store.get_account(a_id) is None
 
+    async def test_of_removals_at_once_one_removes(self, lb: LB) -> None:
+        """Five DELETEs of one account at once: one 200, four 404s (all five
+        once said they had removed it)."""
+        a_id = lb.ids["a@example.com"]
+
+        answers = await asyncio.gather(
+            *(lb.client.delete(f"/api/accounts/{a_id}") for _ in range(5))
+        )
+
+        assert sorted(a.status for a in answers) == [200, 404, 404, 404, 404]
+        assert lb.pool.get(a_id) is None
+        assert await lb.store.get_account(a_id) is None
+        assert [a.id for a in lb.pool.accounts] == [lb.ids["b@example.com"]]
+
     async def test_unknown_account_is_404(self, lb: LB) -> None:
         """An action on an unknown id names the id."""
         data = await post_json(lb, "/api/accounts/acc_nope/pause", status=404)
