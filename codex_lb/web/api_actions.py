@@ -34,7 +34,7 @@ from codex_lb.web.api_common import (
     json_body,
     not_found,
 )
-from codex_lb.web.logins import LoginError, LoginFinished
+from codex_lb.web.logins import LoginError, LoginFinished, TooManyLogins
 
 log = structlog.get_logger("codex_lb.web")
 
@@ -211,6 +211,8 @@ async def _start_login(request: web.Request, account_id: str | None) -> web.Resp
         flow = await request.app[LOGINS_KEY].start(mode, account_id)
     except ValueError as exc:
         raise bad_request(str(exc)) from exc
+    except TooManyLogins as exc:
+        raise conflict("too_many_logins", str(exc)) from exc
     except LoginError as exc:
         raise web.HTTPBadGateway(
             text=json.dumps(error_body("login_failed", str(exc))),

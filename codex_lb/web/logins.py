@@ -40,6 +40,9 @@ __all__ = [
 MODES = ("device", "browser")
 # Flows kept for polling after they ended; older ones are forgotten.
 FINISHED_FLOWS_KEPT = 50
+# Logins waiting for the operator at once. Each holds a task that polls the
+# issuer; an operator adds accounts one or two at a time.
+MAX_WAITING_LOGINS = 8
 ENDED = ("complete", "failed", "cancelled")
 
 
@@ -70,6 +73,10 @@ def oauth_starter(session: aiohttp.ClientSession, auth_base_url: str) -> LoginSt
 
 class LoginFinished(Exception):
     """A cancel for a login that has already ended."""
+
+
+class TooManyLogins(Exception):
+    """MAX_WAITING_LOGINS logins are already waiting."""
 
 
 @attrs.define
@@ -135,6 +142,11 @@ class LoginFlows:
         """
         if mode not in MODES:
             raise ValueError(f"login mode {mode!r} is not one of {', '.join(MODES)}")
+        if mode == "device" and len(self._running) >= MAX_WAITING_LOGINS:
+            raise TooManyLogins(
+                f"{len(self._running)} logins are already waiting: finish or "
+                "cancel one first"
+            )
         account = self._pool.get(account_id) if account_id else None
         target = _Target(account.email, account.chatgpt_account_id) if account else None
         if mode == "browser":

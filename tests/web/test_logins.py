@@ -10,11 +10,18 @@ from __future__ import annotations
 import asyncio
 
 import attrs
+import pytest
 
 from codex_lb.accounts.identity import account_from_auth_document
 from codex_lb.sim import SimAccount
 from codex_lb.store import NewAccount
-from codex_lb.web.logins import LoginError, LoginFlow, LoginFlows
+from codex_lb.web.logins import (
+    MAX_WAITING_LOGINS,
+    LoginError,
+    LoginFlow,
+    LoginFlows,
+    TooManyLogins,
+)
 from tests.conftest import LB
 
 
@@ -61,6 +68,25 @@ class TestLoginFlows:
         assert flows.get(flow.id) is flow
         stored = lb.pool.get(flow.result_account_id or "")
         assert stored is not None and stored.email == "c@example.com"
+        await flows.close()
+
+    async def test_waiting_logins_are_bounded(self, lb: LB) -> None:
+        """Past MAX_WAITING_LOGINS waiting, a new login is refused until one
+        ends (60 could once wait at once, each with its polling task)."""
+        logins = [OperatorLogin({}) for _ in range(MAX_WAITING_LOGINS + 1)]
+        waiting = iter(logins)
+
+        async def starter(mode: str, hint: str | None, port: int) -> OperatorLogin:
+            return next(waiting)
+
+        flows = LoginFlows(lb.pool, lb.store, starter)
+        started = [await flows.start("device") for _ in range(MAX_WAITING_LOGINS)]
+        with pytest.raises(TooManyLogins, match=f"{MAX_WAITING_LOGINS} logins"):
+            await flows.start("device")
+        await flows.cancel(started[0].id)
+        again = await flows.start("device")
+
+        assert again.status == "waiting"
         await flows.close()
 
     async def test_reauth_hints_the_account_and_revives_it(self, lb: LB) -> None:
