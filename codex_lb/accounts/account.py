@@ -82,7 +82,11 @@ class Account:
 
     @property
     def info(self) -> AccountInfo:
-        return AccountInfo(self.id, self.email, self.plan, self.status)
+        """What collectors may know. An account whose login carried no email
+        is stored under its ChatGPT account id, which never reaches the
+        collectors (nor ``/metrics``): they see codex-lb's own id instead."""
+        email = self.id if self.email == self.chatgpt_account_id else self.email
+        return AccountInfo(self.id, email, self.plan, self.status)
 
     @property
     def state(self) -> AccountState:

@@ -544,6 +544,35 @@ class TestImport:
         (imported,) = data["imported"]
         assert (imported["email"], imported["plan"]) == ("acct-typed", "unknown")
 
+    async def test_a_login_without_an_email_is_shown_by_its_codex_lb_id(
+        self, lb: LB
+    ) -> None:
+        """With no email claim the account is listed under its ChatGPT account
+        id, which /metrics never shows (SPEC 7): its display there is
+        codex-lb's own id."""
+        chatgpt_id = "11111111-2222-3333-4444-555555555555"
+        document = {
+            "tokens": {
+                "id_token": unsigned_jwt(
+                    {"https://api.openai.com/auth": {"chatgpt_account_id": chatgpt_id}}
+                ),
+                "access_token": "opaque-access",
+                "refresh_token": "opaque-refresh",
+            }
+        }
+
+        data = await post_json(lb, "/api/accounts/import", json=document)
+        response = await lb.client.get("/metrics")
+        metrics = await response.text()
+
+        (imported,) = data["imported"]
+        assert imported["email"] == chatgpt_id
+        assert chatgpt_id not in metrics
+        assert (
+            f'codex_lb_account_identity{{account_id="{imported["id"]}",'
+            f'display="{imported["id"]}"}} 1'
+        ) in metrics
+
     async def test_an_upload_that_is_no_form_is_400(self, lb: LB) -> None:
         response = await lb.client.post(
             "/api/accounts/import",
