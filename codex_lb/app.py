@@ -259,7 +259,6 @@ async def _collectors(app: web.Application) -> AsyncIterator[None]:
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
-        await bus.drain()
         # Collectors save their persisted state while the store is open.
         await host.close()
 

@@ -58,6 +58,7 @@ class EventBus:
             if callable(handler):
                 self.hooks.call(collector_name(subscriber), event.name, handler, event)
 
-    async def drain(self) -> None:
-        """Wait for async handlers still running (used at shutdown and in tests)."""
-        await self.hooks.drain()
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for async handlers still running (used at shutdown and in
+        tests); with ``timeout``, cancel those still running after it."""
+        await self.hooks.drain(timeout)

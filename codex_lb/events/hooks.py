@@ -112,10 +112,37 @@ class HookRunner:
             return
         self._reported.add(key)
 
-    async def drain(self) -> None:
-        """Wait for hook tasks still running (at shutdown and in tests)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for hook tasks still running (at shutdown and in tests).
+
+        With ``timeout``, tasks still running after it are cancelled and
+        named in one ``collector_hooks_abandoned`` warning: a handler that
+        never returns must not hold the server's shutdown.
+        """
+        if timeout is None:
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(list(self._tasks), timeout=left)
+        if self._tasks:
+            self._abandon(timeout)
+            # Time for the cancellations to land; a task that refuses its
+            # cancellation is left to the loop's end.
+            await asyncio.wait(list(self._tasks), timeout=1.0)
+
+    def _abandon(self, timeout: float) -> None:
+        stuck = sorted({task.get_name().partition(":")[2] for task in self._tasks})
+        log.warning(
+            "collector_hooks_abandoned",
+            hooks=stuck,
+            tasks=len(self._tasks),
+            waited_seconds=timeout,
+        )
+        for task in self._tasks:
+            task.cancel()
 
     def _finished(self, owner: str, hook: str, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

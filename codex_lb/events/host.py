@@ -29,6 +29,12 @@ from codex_lb.events.records import EVENT_NAMES, Event
 from codex_lb.events.registry import CollectorContext, CollectorError, MetricRegistry
 from codex_lb.events.state import CollectorState, StateStore
 
+# How long shutdown waits for collectors' async handlers still running;
+# those still running then are cancelled and named in the log.
+HOOK_DRAIN_SECONDS = 5.0
+# How long a collector's ``register`` may take before start-up gives up.
+REGISTER_SECONDS = 10.0
+
 
 class CollectorHost:
     """Registers collectors, subscribes them to the bus and runs their loops."""
@@ -110,7 +116,7 @@ class CollectorHost:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        await self.bus.drain()
+        await self.bus.drain(HOOK_DRAIN_SECONDS)
         for state in self._states:
             await state.flush()
 
@@ -137,9 +143,13 @@ async def _register(collector: object, name: str, ctx: CollectorContext) -> None
     try:
         result = register(ctx)
         if inspect.isawaitable(result):
-            await result
+            await asyncio.wait_for(result, REGISTER_SECONDS)
     except CollectorError:
         raise
+    except TimeoutError as exc:
+        raise CollectorError(
+            f"collector {name} did not finish registering within {REGISTER_SECONDS:g} s"
+        ) from exc
     except Exception as exc:
         raise CollectorError(
             f"collector {name} failed to register: {type(exc).__name__}: {exc}"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from codex_lb.events.collector_api import CollectorContext
@@ -71,3 +72,18 @@ class FailingRegister:
 
     def register(self, ctx: CollectorContext) -> None:
         raise Broken("no metrics today\nsecond line")
+
+
+class NeverReturns:
+    """An ``async`` request handler that never returns: shutdown must not
+    wait for it past its limit."""
+
+    async def request_finished(self, event: object) -> None:
+        await asyncio.Event().wait()
+
+
+class NeverRegisters:
+    """An ``async`` register that never returns: start-up must say so."""
+
+    async def register(self, ctx: CollectorContext) -> None:
+        await asyncio.Event().wait()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import codex_lb.events.host as host_module
 from codex_lb.events import EventBus, Retry
 from codex_lb.events import state as state_module
 from codex_lb.events.collector_api import (
@@ -29,6 +30,7 @@ from codex_lb.store import Store, open_store
 from collectors import BUILTIN
 from tests.collectors.scrape import parse, scrape_text
 from tests.conftest import LB
+from tests.events.raising_collectors import NeverRegisters
 
 
 class Retries:
@@ -109,6 +111,17 @@ class TestRegistration:
         """No handler, no hook: a wrong class named in CODEX_LB_COLLECTORS."""
         with pytest.raises(CollectorError, match="handles no event"):
             await CollectorHost(EventBus()).add(cls)
+
+    async def test_a_register_that_never_returns_stops_start_up(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Start-up once hung silently on such a collector."""
+        monkeypatch.setattr(host_module, "REGISTER_SECONDS", 0.05)
+
+        with pytest.raises(
+            CollectorError, match="NeverRegisters did not finish registering within"
+        ):
+            await CollectorHost(EventBus()).add(NeverRegisters)
 
     async def test_a_collector_with_only_a_hook_is_taken(self) -> None:
         class OnlyRegisters:

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from codex_lb.events.host import HOOK_DRAIN_SECONDS
 from codex_lb.proxy.request_log import RequestLogBuffer
 from codex_lb.store import RequestLogRow, Store
 from soak.processes import free_port, import_accounts, lb_env, stop
@@ -402,3 +403,34 @@ async def _answer(
     """The status of one streamed turn and whether it completed."""
     async with session.post(url, json=body) as answer:
         return answer.status, COMPLETED in await answer.read()
+
+
+class TestHungCollector:
+    async def test_a_handler_that_never_returns_is_abandoned_at_shutdown(
+        self, quick_streams: Processes
+    ) -> None:
+        """SIGTERM with a collector's handler stuck: the server still stops,
+        within the hooks' limit, and names the handler it gave up on (it
+        once waited for the third signal)."""
+        lb = quick_streams.start(
+            CODEX_LB_COLLECTORS="tests.events.raising_collectors:NeverReturns",
+            CODEX_LB_SHUTDOWN_GRACE_SECONDS="2",
+        )
+        async with aiohttp.ClientSession() as session:
+            assert await _answer(session, lb.base + CODEX, CODEX_BODY) == (200, True)
+
+        started = time.monotonic()
+        lb.process.send_signal(signal.SIGTERM)
+        status = await _exit_status(lb, 60)
+        took = time.monotonic() - started
+
+        assert status == 0
+        assert took < HOOK_DRAIN_SECONDS + 10
+        lines = [json.loads(line) for line in lb.log.read_text().splitlines()]
+        (abandoned,) = [
+            line for line in lines if line["event"] == "collector_hooks_abandoned"
+        ]
+        assert abandoned["hooks"] == [
+            "tests.events.raising_collectors:NeverReturns.request_finished"
+        ]
+        assert len(lb.rows()) == 1
