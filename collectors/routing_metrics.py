@@ -8,6 +8,7 @@ from codex_lb.events.labels import (
     REFRESH_FAILURE_CODES,
     SELECTION_OUTCOMES,
     SELECTION_POOLS,
+    USAGE_REFRESH_REASONS,
     error_code_label,
 )
 
@@ -54,6 +55,8 @@ class RoutingMetrics:
                 self.selections.touch(pool=pool, outcome=outcome)
         for code in sorted(REFRESH_FAILURE_CODES):
             self.permanent.touch(code=code)
+        for reason in USAGE_REFRESH_REASONS:
+            self.refresh_failures.touch(reason=reason)
 
     def account_selected(self, event: AccountSelected) -> None:
         self.selections.inc(pool=event.pool, outcome=event.outcome)

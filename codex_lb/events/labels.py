@@ -66,6 +66,21 @@ def error_code_label(code: str | None) -> str:
 # lost for good after a 401 and the request moves on.
 RETRY_CLASSES: Final = ("rate_limit", "quota", "auth", "upstream", "transport")
 
+# Why a usage poll failed: the fixed reasons, and the statuses an upstream
+# in trouble answers with. Others (``http_418``) count too, from their
+# first failure on.
+USAGE_REFRESH_REASONS: Final = (
+    "timeout",
+    "transport",
+    "token_refresh",
+    "invalid_json",
+    "no_windows",
+    "http_429",
+    "http_500",
+    "http_502",
+    "http_503",
+)
+
 # The reasons a success can be unpriced (SPEC section 6).
 UNPRICED_REASONS: Final = ("missing_model", "missing_usage", "unknown_pricing")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from codex_lb.events import AccountMarked, AccountSelected
+from codex_lb.events import AccountMarked, AccountSelected, UsageRefreshFailed
 from codex_lb.events.testing import CollectorHarness
 from collectors.routing_metrics import RoutingMetrics
 from tests.collectors.scrape import parse
@@ -31,6 +31,35 @@ class TestRouting:
             )
             == 1
         )
+
+    async def test_usage_poll_failures_start_at_zero(self) -> None:
+        """The known reasons exist at 0 before the first failure, so
+        ``increase()`` counts that first one; another reason counts too."""
+        harness = await CollectorHarness.start(RoutingMetrics)
+        name = "codex_lb_usage_refresh_failures_total"
+        before = {
+            dict(labels)["reason"]: value
+            for (metric, labels), value in parse(harness.text()).items()
+            if metric == name
+        }
+
+        harness.feed(
+            UsageRefreshFailed("a", "timeout"), UsageRefreshFailed("a", "http_418")
+        )
+
+        assert before == {
+            "timeout": 0,
+            "transport": 0,
+            "token_refresh": 0,
+            "invalid_json": 0,
+            "no_windows": 0,
+            "http_429": 0,
+            "http_500": 0,
+            "http_502": 0,
+            "http_503": 0,
+        }
+        assert harness.sample(name, {"reason": "timeout"}) == 1
+        assert harness.sample(name, {"reason": "http_418"}) == 1
 
 
 class TestBoundedCodes:
