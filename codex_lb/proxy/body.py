@@ -159,28 +159,19 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
 MAX_MODEL_CHARS = 200
 
 
-def model_problem(model: Any) -> str | None:
-    """What is wrong with a request's ``model``, or None: one rule for every
-    route."""
+def require_model(body: dict[str, Any]) -> str:
+    """The request's ``model``; ClientError (``param`` model) if it is no
+    model name. One rule for every route."""
+    model = body.get("model")
     if not isinstance(model, str) or not model.strip():
-        return "'model' is required and must be a non-empty string"
-    if len(model) > MAX_MODEL_CHARS or not model.isprintable():
-        return (
+        problem = "'model' is required and must be a non-empty string"
+    elif len(model) > MAX_MODEL_CHARS or not model.isprintable():
+        problem = (
             f"'model' must be a model name: at most {MAX_MODEL_CHARS} "
             "printable characters"
         )
-    return None
-
-
-def require_model(body: dict[str, Any]) -> str:
-    model = body.get("model")
-    problem = model_problem(model)
-    if problem is not None:
-        raise ClientError(
-            400,
-            "invalid_request_error",
-            problem,
-            "invalid_request_error",
-            param="model",
-        )
-    return str(model)
+    else:
+        return model
+    raise ClientError(
+        400, "invalid_request_error", problem, "invalid_request_error", param="model"
+    )

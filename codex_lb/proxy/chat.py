@@ -15,7 +15,8 @@ from typing import Any, Final
 
 import attrs
 
-from codex_lb.proxy.body import model_problem
+from codex_lb.errors import ClientError
+from codex_lb.proxy.body import require_model
 
 # What happens to each Chat Completions parameter. Unknown ones are dropped.
 TRANSLATED: Final = frozenset(
@@ -75,13 +76,14 @@ REFUSED: Final = {
 DEFAULT_INSTRUCTIONS: Final = "You are a helpful assistant."
 
 
-class ParameterError(Exception):
-    """A Chat request codex-lb refuses; ``param`` names the bad parameter."""
+class ParameterError(ClientError):
+    """A ``/v1`` request codex-lb refuses: a 400 whose ``param`` names the bad
+    parameter."""
 
     def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
-        self.message = message
+        super().__init__(
+            400, "invalid_request_error", message, "invalid_request_error", param
+        )
 
 
 @attrs.frozen
@@ -102,11 +104,7 @@ def chat_to_responses(chat: dict[str, Any]) -> ChatPlan:
             raise ParameterError(name, f"'{name}': {reason}")
     _check_single_choice(chat)
 
-    model = chat.get("model")
-    problem = model_problem(model)
-    if problem is not None:
-        raise ParameterError("model", problem)
-    assert isinstance(model, str)
+    model = require_model(chat)
     stream = chat.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
         raise ParameterError("stream", f"'stream' must be a boolean, not {stream!r}")

@@ -70,16 +70,6 @@ _NOT_FORWARDED = frozenset(
 )
 
 
-def _parameter_error(exc: ParameterError) -> web.Response:
-    return error_response(
-        400,
-        "invalid_request_error",
-        exc.message,
-        "invalid_request_error",
-        param=exc.param,
-    )
-
-
 def _forwarded(request: web.Request) -> Mapping[str, str]:
     return {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
 
@@ -129,10 +119,8 @@ async def v1_responses(request: web.Request) -> web.StreamResponse:
         _, body = await _read_json(request)
         model = require_model(body)
         upstream, dropped = responses_upstream_body(body)
-    except ClientError as exc:
+    except ClientError as exc:  # ParameterError included
         return client_error_response(exc)
-    except ParameterError as exc:
-        return _parameter_error(exc)
     stream = body.get("stream") is True
     if dropped:
         log.info("parameters_dropped", api="responses", parameters=dropped)
@@ -152,10 +140,8 @@ async def v1_chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         _, body = await _read_json(request)
         plan = chat_to_responses(body)
-    except ClientError as exc:
+    except ClientError as exc:  # ParameterError included
         return client_error_response(exc)
-    except ParameterError as exc:
-        return _parameter_error(exc)
     if plan.dropped:
         log.info("parameters_dropped", api="chat", parameters=list(plan.dropped))
 

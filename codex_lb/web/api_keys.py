@@ -19,7 +19,8 @@ KEYS_STORE_KEY = web.AppKey("keys_store", Store)
 async def list_keys(request: web.Request) -> web.Response:
     """Every key (revoked ones too), with totals over the request log.
 
-    ``?since=EPOCH`` limits the totals to requests started since then.
+    ``?since=`` (epoch seconds or an ISO 8601 time, as on the request log)
+    limits the totals to requests started since then.
     """
     since = time_param(request.query, "since")
 
